@@ -1,0 +1,57 @@
+# ClipCD — one entry point for set-up, tests, demo, lint and benchmarks.
+# `make demo` and `make test` do all set-up themselves on a fresh Debian 12 machine.
+
+SHELL := /bin/bash
+SYSTEM_PYTHON := /usr/bin/python3
+VENV := .venv
+PY := $(VENV)/bin/python
+REQS_HASH := $(shell sha256sum requirements.txt | cut -c1-16)
+STAMP := $(VENV)/.setup-stamp-$(REQS_HASH)
+APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin xvfb python3-venv
+export QT_QPA_PLATFORM ?= offscreen
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup system-deps test test-all demo lint bench clean
+
+setup: $(STAMP)
+
+# QGIS and GDAL come from Debian: pip cannot provide them.
+system-deps:
+	@if $(SYSTEM_PYTHON) -c "import qgis.core, osgeo.gdal" 2>/dev/null && command -v xvfb-run >/dev/null \
+	    && command -v gdal_polygonize.py >/dev/null && $(SYSTEM_PYTHON) -c "import ensurepip" 2>/dev/null; then \
+	  echo "system packages: QGIS, GDAL and Xvfb present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian packages: $(APT_PACKAGES)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	else \
+	  echo "QGIS, GDAL or Xvfb is missing. Run as root:"; \
+	  echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends $(APT_PACKAGES)"; \
+	  exit 1; \
+	fi
+
+$(STAMP): requirements.txt | system-deps
+	@test -x $(PY) || $(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@rm -f $(VENV)/.setup-stamp-*
+	@touch $@
+
+test: setup
+	$(PY) -m pytest -q
+
+test-all: setup
+	$(PY) -m pytest -q -m "not gpu"
+
+demo: setup
+	$(PY) -m backend.demo
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy backend training qgis_clipcd
+	$(PY) -m bandit -q -c pyproject.toml -r backend training qgis_clipcd
+
+bench: setup
+	$(PY) -m bench.run_all
+
+clean:
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,201 @@
+"""Model configurations: small JSON files read into dataclasses.
+
+Each file in ``configs/`` describes one architecture. A config names the open_clip model that
+provides the image and text towers (``clip``), the frozen CLIP that mines prompts (``miner``),
+the input normalisation, and the sizes of the text side, the fusion and the decoder. The
+normalisation travels with the config and, through the model card, with every model file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from backend.errors import InputError
+
+CONFIG_DIR = Path(__file__).with_name("configs")
+
+Kind = Literal["changeclip", "zeroshot"]
+Direction = Literal["appeared", "disappeared", "both"]
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """Which open_clip model provides a CLIP.
+
+    Attributes:
+        model: open_clip model name (``"ViT-B-16-quickgelu"``) or a label for an inline config.
+        cfg: Inline open_clip model config (``embed_dim``, ``vision_cfg``, ``text_cfg``,
+            ``quick_gelu``); None takes open_clip's built-in config for ``model``.
+        pretrained: The weight tag these weights come from by default (documentation and the
+            ``pretrained="default"`` shortcut); None for random weights.
+    """
+
+    model: str
+    cfg: dict[str, Any] | None = None
+    pretrained: str | None = None
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """The prompt side: learned context, prompts and the context decoder."""
+
+    context_tokens: int = 13  # learnable context vectors spliced after the start token
+    length: int = 64  # tokenised prompt length (the context vectors come on top)
+    background: str = "remote sensing image background objects"
+    foreground: str = "remote sensing image foreground objects, "
+    top_k: int = 9  # class names mined per image and date
+    decoder_width: int = 256
+    decoder_heads: int = 4
+    decoder_layers: int = 3
+    decoder_dropout: float = 0.1
+    gamma_init: float = 1e-4  # initial residual scale of the context decoder
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Feature pyramid taps, differential fusion and the vision-language decoder."""
+
+    out_indices: tuple[int, ...] = (3, 5, 7, 11)  # ViT blocks tapped (RN: always the 4 stages)
+    fusion_channels: int = 256
+    dim: int = 128  # decoder width
+    heads: int = 2
+    window: int = 7
+    depth: int = 2  # window-attention blocks per up-sampling stage
+    text_dim: int = 128  # width of the text tokens the decoder attends to
+    drop_path: float = 0.2
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class ZeroShotConfig:
+    """Zero-shot change from dense CLIP similarity maps."""
+
+    prompts: tuple[str, ...] = ("building",)
+    background: tuple[str, ...] = ("background", "bare land", "grass", "road", "trees", "water")
+    template: str = "a satellite photo of {}."
+    temperature: float = 50.0
+    direction: Direction = "both"
+    smooth: int = 3  # box filter (in feature cells) over the similarity maps; 1 = none
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One model architecture.
+
+    Attributes:
+        name: Config name, as listed by :func:`list_models`.
+        kind: ``"changeclip"`` (trained change model) or ``"zeroshot"`` (CLIP only).
+        clip: The CLIP whose towers the model fine-tunes (or uses frozen, in zero-shot mode).
+        miner: The frozen CLIP that mines class names per tile; None for zero-shot models.
+        mean: Per-band mean of the input in [0, 1] image units.
+        std: Per-band standard deviation in [0, 1] image units.
+        tile_size: The tile size the model was made for.
+        vocabulary: Class names mined by the prompt miner; empty uses the 56 ChangeCLIP classes.
+        default_prompts: Class names used when the prompt source is ``"default"``.
+        prompt_source: Where prompts come from when the caller gives none.
+        dense: How dense embeddings are made: ``"attention"`` (ChangeCLIP) or ``"value"``
+            (the attention-free value path of the last layer, better localised for zero-shot).
+        text: Prompt-side sizes.
+        head: Fusion and decoder sizes.
+        zeroshot: Zero-shot settings (zero-shot models only).
+        description: One line for ``python -m backend models``.
+    """
+
+    name: str
+    kind: Kind
+    clip: ClipSpec
+    miner: ClipSpec | None = None
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    tile_size: int = 256
+    vocabulary: tuple[str, ...] = ()
+    default_prompts: tuple[str, ...] = ("building",)
+    prompt_source: Literal["auto", "default"] = "auto"
+    dense: Literal["attention", "value"] = "attention"
+    text: TextConfig = field(default_factory=TextConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    zeroshot: ZeroShotConfig | None = None
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        return json.loads(json.dumps(asdict(self)))  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build a config from a dict, refusing unknown or missing keys with a clear message.
+
+        Raises:
+            InputError: The dict does not describe a valid config.
+        """
+        data = dict(data)
+        sections = {
+            "clip": _section(ClipSpec, data.get("clip"), "clip"),
+            "miner": _section(ClipSpec, data["miner"], "miner") if data.get("miner") is not None else None,
+            "text": _section(TextConfig, data.get("text", {}), "text"),
+            "head": _section(HeadConfig, data.get("head", {}), "head"),
+            "zeroshot": (
+                _section(ZeroShotConfig, data["zeroshot"], "zeroshot") if data.get("zeroshot") is not None else None
+            ),
+        }
+        data.update(sections)
+        config = _section(cls, data, "config")
+        if config.kind not in ("changeclip", "zeroshot"):
+            raise InputError(f"config {config.name!r}: kind must be 'changeclip' or 'zeroshot', got {config.kind!r}")
+        if config.kind == "changeclip" and config.miner is None and config.prompt_source == "auto":
+            raise InputError(f"config {config.name!r}: prompt_source 'auto' needs a 'miner' CLIP")
+        if config.kind == "zeroshot" and config.zeroshot is None:
+            raise InputError(f"config {config.name!r}: a zero-shot config needs a 'zeroshot' section")
+        if len(config.mean) != 3 or len(config.std) != 3 or min(config.std) <= 0:
+            raise InputError(f"config {config.name!r}: mean and std must be 3 values each, std > 0")
+        return config
+
+
+def _section(cls: Any, data: Any, where: str) -> Any:
+    """Instantiate dataclass ``cls`` from ``data``; lists become tuples."""
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: expected an object, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InputError(f"{where}: unknown keys {unknown}; known keys are {sorted(known)}")
+    values = {k: tuple(v) if isinstance(v, list) and k != "cfg" else v for k, v in data.items()}
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise InputError(f"{where}: {exc}") from exc
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``overrides`` into a copy of ``base`` (dicts merge, everything else replaces)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "cfg":
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def list_models() -> list[str]:
+    """Names of the shipped configs, sorted."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def get_config(name: str, **overrides: Any) -> ModelConfig:
+    """Read config ``name`` and apply ``overrides`` (nested sections merge key by key).
+
+    Raises:
+        InputError: Unknown name (the message lists the known ones) or invalid overrides.
+    """
+    path = CONFIG_DIR / f"{name}.json"
+    if not path.is_file():
+        raise InputError(f"unknown model config {name!r}; choose one of {list_models()}")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["name"] = name
+    return ModelConfig.from_dict(merge(data, overrides))

@@ -1,0 +1,95 @@
+"""The parameters of one detection run, validated before any work starts.
+
+The CLI, the QGIS dock widget and the Processing algorithm all build a
+:class:`DetectParams`; :func:`backend.pipeline.detect` consumes it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from backend.errors import InputError
+
+Device = Literal["auto", "cpu", "cuda", "mps"]
+Extent = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class DetectParams:
+    """Everything one detection run needs.
+
+    Attributes:
+        before: Raster of the earlier date; its CRS and pixel grid are the output's.
+        after: Raster of the later date; aligned onto ``before``'s grid when they differ.
+        out_dir: Folder that receives probability.tif, mask.tif, changes.gpkg and preview.png.
+        model: Model file (.safetensors with a model card); None uses the default model.
+        prompts: Class names the analyst is looking for ("building", "road"); empty uses the
+            model's own prompt source.
+        threshold: Probability above which a pixel is change, in [0, 1]; None uses the card's.
+        min_area: Polygons smaller than this many square metres are dropped.
+        simplify: Simplification tolerance in the raster CRS's units (0 keeps pixel edges).
+        cleanup: Radius in pixels of a morphological opening then closing of the mask (0: none).
+        device: "auto" picks cuda, then mps, then cpu.
+        tile: Tile size in pixels; None uses the card's.
+        overlap: Overlap between neighbouring tiles in pixels; None uses the card's.
+        extent: (xmin, ymin, xmax, ymax) in the before raster's CRS; None uses the overlap
+            of the two rasters.
+        bands: 1-based band indexes for red, green, blue, applied to both rasters; None picks
+            RGB by colour interpretation, else the first three bands.
+        batch_size: Tile pairs per forward pass (halved automatically on CUDA out-of-memory).
+    """
+
+    before: Path
+    after: Path
+    out_dir: Path
+    model: Path | None = None
+    prompts: tuple[str, ...] = ()
+    threshold: float | None = None
+    min_area: float = 0.0
+    simplify: float = 0.0
+    cleanup: int = 0
+    device: Device = "auto"
+    tile: int | None = None
+    overlap: int | None = None
+    extent: Extent | None = None
+    bands: tuple[int, ...] | None = None
+    batch_size: int = 8
+    write_preview: bool = True
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Refuse values that cannot work, naming the value and the fix."""
+        if self.threshold is not None and not (0.0 <= self.threshold <= 1.0):
+            raise InputError(f"threshold={self.threshold} is outside [0, 1]; pass e.g. --threshold 0.5.")
+        if self.min_area < 0 or not math.isfinite(self.min_area):
+            raise InputError(f"min_area={self.min_area} must be a non-negative number of square metres.")
+        if self.simplify < 0:
+            raise InputError(f"simplify={self.simplify} must be >= 0 (0 keeps pixel edges).")
+        if self.cleanup < 0:
+            raise InputError(f"cleanup={self.cleanup} must be a radius in pixels >= 0.")
+        if self.tile is not None and self.tile < 32:
+            raise InputError(f"tile={self.tile} is too small; use at least 32 pixels (default 256).")
+        if self.overlap is not None and self.overlap < 0:
+            raise InputError(f"overlap={self.overlap} must be >= 0 pixels.")
+        if self.tile is not None and self.overlap is not None and self.overlap >= self.tile // 2:
+            raise InputError(
+                f"overlap={self.overlap} must be less than half the tile ({self.tile}); try --overlap {self.tile // 4}."
+            )
+        if self.batch_size < 1:
+            raise InputError(f"batch_size={self.batch_size} must be >= 1.")
+        if self.extent is not None:
+            xmin, ymin, xmax, ymax = self.extent
+            if not all(math.isfinite(v) for v in self.extent):
+                raise InputError(f"extent={self.extent} holds a value that is not a finite number.")
+            if xmax <= xmin or ymax <= ymin:
+                raise InputError(
+                    f"extent={self.extent} has zero or negative size; give xmin,ymin,xmax,ymax with xmax > xmin and ymax > ymin."
+                )
+        if self.bands is not None:
+            if len(self.bands) != 3 or any(b < 1 for b in self.bands):
+                raise InputError(f"bands={self.bands} must be three 1-based band numbers for red, green, blue, e.g. --bands 1,2,3.")
+        if self.device not in ("auto", "cpu", "cuda", "mps"):
+            raise InputError(f"device={self.device!r} is not one of auto, cpu, cuda, mps.")

@@ -1,0 +1,154 @@
+"""One detection run, end to end: two rasters in, change rasters and polygons out.
+
+Stages run in one direction: ``io`` -> ``tiling`` -> ``predict`` -> ``stitch`` -> ``write``
+-> ``vectorize`` -> ``preview``. Every output is first written into a hidden staging folder
+inside the output folder and moved into place only when the whole run succeeded, so an
+error or a cancel never leaves a half-written or mixed set of files behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from backend import io, model_source
+from backend.errors import OutputError
+from backend.params import DetectParams
+from backend.predict import Predictor, select_device
+from backend.preview import write_preview
+from backend.progress import CancelFn, ProgressFn, check_canceled, never_canceled, no_progress, scaled
+from backend.stitch import Stitcher, to_mask
+from backend.tiling import tile_grid
+from backend.vectorize import vectorize
+from backend.write import mask_writer, probability_writer
+
+_log = logging.getLogger(__name__)
+
+OUTPUT_NAMES = ("probability.tif", "mask.tif", "changes.gpkg", "preview.png")
+
+
+@dataclass(frozen=True)
+class DetectResult:
+    """What a run produced and how it went."""
+
+    outputs: dict[str, Path]
+    polygons: int
+    changed_area_m2: float
+    seconds: float
+    tiles: int
+    tiles_per_second: float
+    device: str
+    model: str
+    threshold: float
+    grid_size: tuple[int, int]
+
+    def summary(self) -> str:
+        """One human-readable paragraph for the end of a CLI run."""
+        hectares = self.changed_area_m2 / 10_000
+        return (
+            f"{self.polygons} change polygons, {self.changed_area_m2:,.0f} m² ({hectares:,.2f} ha) changed; "
+            f"{self.tiles} tiles in {self.seconds:.1f} s ({self.tiles_per_second:.1f} tiles/s on {self.device}); "
+            f"model: {self.model}; threshold {self.threshold:g}; outputs in {self.outputs['mask'].parent}"
+        )
+
+
+def detect(
+    params: DetectParams,
+    progress: ProgressFn = no_progress,
+    is_canceled: CancelFn = never_canceled,
+) -> DetectResult:
+    """Detect change between ``params.before`` and ``params.after``.
+
+    Raises:
+        ClipCDError: on bad input (the message names the value and the fix), or
+            CanceledError when ``is_canceled()`` turned true; no outputs are left either way.
+    """
+    started = time.perf_counter()
+    device = select_device(params.device)
+    loaded = model_source.resolve(params.model, device)
+    card = loaded.card
+    tile = params.tile or card.tile_size
+    overlap = params.overlap if params.overlap is not None else card.overlap
+    threshold = params.threshold if params.threshold is not None else card.threshold
+    staging = _make_staging(params.out_dir)
+    try:
+        with io.RasterPair(params.before, params.after, extent=params.extent, bands=params.bands) as pair:
+            grid = pair.grid
+            tiles = tile_grid(grid.height, grid.width, tile, overlap)
+            _log.info(
+                "grid %d x %d px in %s; %d tiles of %d px (overlap %d) on %s with %s",
+                grid.width, grid.height, grid.crs, len(tiles), tile, overlap, device, loaded.description,
+            )
+            progress(0.0, f"{len(tiles)} tiles on {device}")
+            predictor = Predictor(loaded.model, card.mean, card.std, device, params.batch_size, params.prompts)
+            with (
+                probability_writer(staging / "probability.tif", grid) as prob_out,
+                mask_writer(staging / "mask.tif", grid) as mask_out,
+            ):
+
+                def sink(row_start: int, probability: object, valid: object) -> None:
+                    prob_out.write_rows(row_start, probability, valid)
+                    mask_out.write_rows(row_start, to_mask(probability, valid, threshold))
+
+                stitcher = Stitcher(grid.height, grid.width, tile, overlap, sink)
+                stats = predictor.run(pair, tiles, stitcher, scaled(progress, 0.0, 0.85), is_canceled)
+                check_canceled(is_canceled)
+                stitcher.finish()
+            vectors = vectorize(
+                staging / "mask.tif",
+                staging / "probability.tif",
+                staging / "changes.gpkg",
+                min_area=params.min_area,
+                simplify=params.simplify,
+                cleanup=params.cleanup,
+                progress=scaled(progress, 0.85, 0.97),
+                is_canceled=is_canceled,
+            )
+            if params.write_preview:
+                write_preview(pair, staging / "mask.tif", staging / "preview.png")
+        check_canceled(is_canceled)
+        outputs = _publish(staging, params.out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    progress(1.0, "done")
+    seconds = time.perf_counter() - started
+    return DetectResult(
+        outputs=outputs,
+        polygons=vectors.count,
+        changed_area_m2=vectors.area_m2,
+        seconds=seconds,
+        tiles=stats.tiles,
+        tiles_per_second=stats.tiles / max(stats.seconds, 1e-9),
+        device=stats.device,
+        model=loaded.description,
+        threshold=threshold,
+        grid_size=(grid.width, grid.height),
+    )
+
+
+def _make_staging(out_dir: Path) -> Path:
+    """Create the output folder and a hidden staging folder inside it, or say why not."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".clipcd-", dir=out_dir))
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write to the output folder {str(out_dir)!r} ({exc.strerror or exc}); choose another --out."
+        ) from exc
+
+
+def _publish(staging: Path, out_dir: Path) -> dict[str, Path]:
+    """Move the finished outputs from the staging folder into ``out_dir``."""
+    outputs: dict[str, Path] = {}
+    for name in OUTPUT_NAMES:
+        source = staging / name
+        if source.exists():
+            target = out_dir / name
+            os.replace(source, target)
+            outputs[name.split(".")[0]] = target
+    return outputs
