@@ -166,10 +166,7 @@ class RasterPair:
 
     def _measure(self, src_a: Any, src_b: Any, mode: str, pct: tuple[float, float]) -> tuple[Stretch, Stretch]:
         """Check the overlap has data and measure both stretches from one decimated read of each date."""
-        full = Window(0, 0, self.grid.width, self.grid.height)
-        shape = sample_shape(self.grid.height, self.grid.width)
-        data_a, valid_a = self._view_a.read(full, shape)
-        data_b, valid_b = self._view_b.read(full, shape)
+        (data_a, valid_a), (data_b, valid_b) = self._decimated(SAMPLE_SIDE)
         if not (valid_a & valid_b).any():
             raise RasterError(
                 f"{self.before_path} and {self.after_path}: the overlap holds no valid pixels in both dates "
@@ -181,6 +178,21 @@ class RasterPair:
             choose_stretch(mode, dtype_a, data_a, valid_a, pct),
             choose_stretch(mode, dtype_b, data_b, valid_b, pct),
         )
+
+    def _decimated(self, max_side: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """Raw bands and validity of the whole grid for both dates, longest side ``max_side`` (uses overviews)."""
+        full = Window(0, 0, self.grid.width, self.grid.height)
+        shape = sample_shape(self.grid.height, self.grid.width, max_side)
+        with self._lock:
+            return self._view_a.read(full, shape), self._view_b.read(full, shape)
+
+    def read_overview(self, max_side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The whole grid, decimated so its longest side is at most ``max_side``, as :meth:`read` returns it."""
+        (raw_a, ok_a), (raw_b, ok_b) = self._decimated(max_side)
+        ok = ok_a & ok_b
+        image_a = np.where(ok, self.stretch_before.apply(raw_a), np.float32(0.0))
+        image_b = np.where(ok, self.stretch_after.apply(raw_b), np.float32(0.0))
+        return image_a, image_b, ok
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Read a window of the grid from both dates.

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from backend import io, model_source
 from backend.errors import OutputError
 from backend.params import DetectParams
@@ -61,8 +63,12 @@ def detect(
     params: DetectParams,
     progress: ProgressFn = no_progress,
     is_canceled: CancelFn = never_canceled,
+    loaded: model_source.LoadedModel | None = None,
 ) -> DetectResult:
     """Detect change between ``params.before`` and ``params.after``.
+
+    ``loaded`` runs an already loaded model instead of ``params.model`` (tests, benchmarks,
+    and the plugin when it keeps a model in memory between runs).
 
     Raises:
         ClipCDError: on bad input (the message names the value and the fix), or
@@ -70,20 +76,20 @@ def detect(
     """
     started = time.perf_counter()
     device = select_device(params.device)
-    loaded = model_source.resolve(params.model, device)
-    card = loaded.card
-    tile = params.tile or card.tile_size
-    overlap = params.overlap if params.overlap is not None else card.overlap
-    threshold = params.threshold if params.threshold is not None else card.threshold
-    staging = _make_staging(params.out_dir)
-    try:
-        with io.RasterPair(params.before, params.after, extent=params.extent, bands=params.bands) as pair:
-            grid = pair.grid
-            tiles = tile_grid(grid.height, grid.width, tile, overlap)
-            _log.info(
-                "grid %d x %d px in %s; %d tiles of %d px (overlap %d) on %s with %s",
-                grid.width, grid.height, grid.crs, len(tiles), tile, overlap, device, loaded.description,
-            )
+    with io.RasterPair(params.before, params.after, extent=params.extent, bands=params.bands) as pair:
+        loaded = loaded or model_source.resolve(params.model, device)
+        card = loaded.card
+        tile = params.tile or card.tile_size
+        overlap = params.overlap if params.overlap is not None else card.overlap
+        threshold = params.threshold if params.threshold is not None else card.threshold
+        grid = pair.grid
+        tiles = tile_grid(grid.height, grid.width, tile, overlap)
+        _log.info(
+            "grid %d x %d px in %s; %d tiles of %d px (overlap %d) on %s; model: %s",
+            grid.width, grid.height, grid.crs, len(tiles), tile, overlap, device, loaded.description,
+        )
+        staging, created = _make_staging(params.out_dir)
+        try:
             progress(0.0, f"{len(tiles)} tiles on {device}")
             predictor = Predictor(loaded.model, card.mean, card.std, device, params.batch_size, params.prompts)
             with (
@@ -91,13 +97,12 @@ def detect(
                 mask_writer(staging / "mask.tif", grid) as mask_out,
             ):
 
-                def sink(row_start: int, probability: object, valid: object) -> None:
+                def sink(row_start: int, probability: np.ndarray, valid: np.ndarray) -> None:
                     prob_out.write_rows(row_start, probability, valid)
                     mask_out.write_rows(row_start, to_mask(probability, valid, threshold))
 
                 stitcher = Stitcher(grid.height, grid.width, tile, overlap, sink)
                 stats = predictor.run(pair, tiles, stitcher, scaled(progress, 0.0, 0.85), is_canceled)
-                check_canceled(is_canceled)
                 stitcher.finish()
             vectors = vectorize(
                 staging / "mask.tif",
@@ -106,24 +111,27 @@ def detect(
                 min_area=params.min_area,
                 simplify=params.simplify,
                 cleanup=params.cleanup,
-                progress=scaled(progress, 0.85, 0.97),
+                progress=scaled(progress, 0.85, 0.98),
                 is_canceled=is_canceled,
             )
             if params.write_preview:
                 write_preview(pair, staging / "mask.tif", staging / "preview.png")
-        check_canceled(is_canceled)
-        outputs = _publish(staging, params.out_dir)
-    finally:
+            check_canceled(is_canceled)
+            outputs = _publish(staging, params.out_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            if created:
+                shutil.rmtree(params.out_dir, ignore_errors=True)
+            raise
         shutil.rmtree(staging, ignore_errors=True)
     progress(1.0, "done")
-    seconds = time.perf_counter() - started
     return DetectResult(
         outputs=outputs,
         polygons=vectors.count,
         changed_area_m2=vectors.area_m2,
-        seconds=seconds,
+        seconds=time.perf_counter() - started,
         tiles=stats.tiles,
-        tiles_per_second=stats.tiles / max(stats.seconds, 1e-9),
+        tiles_per_second=stats.tiles_per_second,
         device=stats.device,
         model=loaded.description,
         threshold=threshold,
@@ -131,11 +139,16 @@ def detect(
     )
 
 
-def _make_staging(out_dir: Path) -> Path:
-    """Create the output folder and a hidden staging folder inside it, or say why not."""
+def _make_staging(out_dir: Path) -> tuple[Path, bool]:
+    """Create the output folder (if needed) and a hidden staging folder inside it, or say why not.
+
+    Returns the staging folder and whether the output folder was created by this run (so a
+    failed run removes it again instead of leaving an empty folder behind).
+    """
+    created = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=".clipcd-", dir=out_dir))
+        return Path(tempfile.mkdtemp(prefix=".clipcd-", dir=out_dir)), created
     except OSError as exc:
         raise OutputError(
             f"cannot write to the output folder {str(out_dir)!r} ({exc.strerror or exc}); choose another --out."

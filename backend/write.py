@@ -10,7 +10,7 @@ Typical use, as the stitcher's sink::
 
     with probability_writer(out / "probability.tif", grid) as prob, mask_writer(out / "mask.tif", grid) as mask:
         def sink(row: int, p: np.ndarray, valid: np.ndarray) -> None:
-            prob.write_probability(row, p, valid)
+            prob.write_rows(row, p, valid)  # encodes p to uint8 or float16
             mask.write_rows(row, to_mask(p, valid, threshold))
         ...
 """
@@ -268,14 +268,18 @@ class ProbabilityTiff(AtomicGeoTiff):
         super().__enter__()
         return self
 
-    def write_probability(self, row_start: int, probability: np.ndarray, valid: np.ndarray) -> None:
-        """Encode and write probabilities in [0, 1] ``(rows, width)``; invalid pixels become nodata."""
+    def write_rows(self, row_start: int, array: np.ndarray, valid: np.ndarray | None = None) -> None:
+        """Encode and write probabilities in [0, 1] ``(rows, width)``; pixels where ``valid`` is False become nodata."""
+        if valid is None:
+            valid = np.ones(array.shape, dtype=bool)
         if self.encoding == "uint8":
-            encoded = np.rint(np.clip(probability, 0.0, 1.0) * 255.0).astype(np.uint8)
+            scaled = np.clip(array, 0.0, 1.0, dtype=np.float32)
+            scaled *= 255.0
+            encoded = np.rint(scaled, out=scaled).astype(np.uint8)
             encoded[~valid] = 0
-            self.write_rows(row_start, encoded, valid)
+            super().write_rows(row_start, encoded, valid)
         else:
-            self.write_rows(row_start, np.where(valid, probability, np.nan).astype(np.float32))
+            super().write_rows(row_start, np.where(valid, array, np.nan).astype(np.float32))
 
 
 def probability_writer(

@@ -75,7 +75,6 @@ class HeadConfig:
 class ZeroShotConfig:
     """Zero-shot change from dense CLIP similarity maps."""
 
-    prompts: tuple[str, ...] = ("building",)
     background: tuple[str, ...] = ("background", "bare land", "grass", "road", "trees", "water")
     template: str = "a satellite photo of {}."
     temperature: float = 50.0
@@ -144,7 +143,7 @@ class ModelConfig:
             ),
         }
         data.update(sections)
-        config = _section(cls, data, "config")
+        config: ModelConfig = _section(cls, data, "config")
         if config.kind not in ("changeclip", "zeroshot"):
             raise InputError(f"config {config.name!r}: kind must be 'changeclip' or 'zeroshot', got {config.kind!r}")
         if config.kind == "changeclip" and config.miner is None and config.prompt_source == "auto":

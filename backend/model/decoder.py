@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -34,13 +34,16 @@ class TextCrossAttention(nn.Module):
         self.out = nn.Linear(dim * 2, dim)
 
     def forward(self, x: Tensor, text: Tensor) -> Tensor:
-        """x (B, N, C) attends to text (B, T, C); returns the residual update."""
+        """Pixels (B, N, C) attend to text (B, T, C); returns the residual update."""
         attended = F.scaled_dot_product_attention(self.q(self.norm(x)), self.k(text), self.v(text))
-        return self.out(attended)
+        out: Tensor = self.out(attended)
+        return out
 
 
 class WindowBlock(nn.Module):
     """A Swin block (window attention with relative position bias, optional shift) after text attention."""
+
+    bias_index: Tensor
 
     def __init__(self, dim: int, heads: int, window: int, shift: int, drop_path: float) -> None:
         super().__init__()
@@ -79,10 +82,8 @@ class WindowBlock(nn.Module):
         q, k, v = self.qkv(windows).reshape(windows.shape[0], ws * ws, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
         bias = self.bias_table[self.bias_index].permute(2, 0, 1).unsqueeze(0)  # 1, heads, n, n
         if self.shift:
-            n_win = (hp // ws) * (wp // ws)
             mask = self._shift_mask(hp, wp, x.device).to(x.dtype)
-            bias = (bias + mask[:, None]).repeat(b, 1, 1, 1)  # (b*n_win), heads, n, n
-            assert bias.shape[0] == b * n_win
+            bias = (bias + mask[:, None]).repeat(b, 1, 1, 1)  # (b * windows), heads, n, n
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
         out = self.proj(out.transpose(1, 2).reshape(-1, ws * ws, c))
         x = out.view(b, hp // ws, wp // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, c)
@@ -91,14 +92,15 @@ class WindowBlock(nn.Module):
         return x[:, :h, :w].contiguous()
 
     def forward(self, x: Tensor, text: Tensor) -> Tensor:
-        """x (B, C, H, W), text (B, T, C) -> (B, C, H, W)."""
+        """Update a map (B, C, H, W) given text tokens (B, T, C)."""
         b, c, h, w = x.shape
         tokens = x.flatten(2).transpose(1, 2)
         tokens = tokens + self.text(tokens, text)
         grid = tokens.view(b, h, w, c)
         grid = grid + self.drop_path(self._window_attention(self.norm1(grid)))
         grid = grid + self.drop_path(self.mlp(self.norm2(grid)))
-        return grid.permute(0, 3, 1, 2).contiguous()
+        out: Tensor = grid.permute(0, 3, 1, 2)
+        return out.contiguous()
 
 
 def _conv(cin: int, cout: int, k: int) -> nn.Sequential:
@@ -124,7 +126,8 @@ class UpStage(nn.Module):
         x = self.up(F.interpolate(coarse, size=skip.shape[-2:], mode="nearest"))
         for block in self.blocks:
             x = block(x, text)
-        return self.merge(torch.cat([self.after(x), self.skip(skip)], dim=1))
+        out: Tensor = self.merge(torch.cat([self.after(x), self.skip(skip)], dim=1))
+        return out
 
 
 class VisionLanguageDecoder(nn.Module):
@@ -147,7 +150,8 @@ class VisionLanguageDecoder(nn.Module):
             raise ValueError(f"text_dim ({text_dim}) must equal the decoder width dim ({dim})")
         self.text_a = nn.Sequential(nn.Linear(text_in, text_dim), nn.LayerNorm(text_dim))
         self.text_b = nn.Sequential(nn.Linear(text_in, text_dim), nn.LayerNorm(text_dim))
-        rates = torch.linspace(0, drop_path, 3 * depth).tolist()
+        n = 3 * depth
+        rates = [drop_path * i / max(n - 1, 1) for i in range(n)]
         self.stages = nn.ModuleList(
             [UpStage(channels, dim, heads, window, depth, rates[i * depth : (i + 1) * depth]) for i in range(3)]
         )
@@ -159,4 +163,5 @@ class VisionLanguageDecoder(nn.Module):
         x = levels[3]
         for stage, skip in zip(self.stages, (levels[2], levels[1], levels[0]), strict=True):
             x = stage(x, skip, text)
-        return self.head(x)  # type: ignore[no-any-return]
+        logits: Tensor = self.head(x)
+        return logits

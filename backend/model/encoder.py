@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from open_clip.modified_resnet import ModifiedResNet
 from open_clip.transformer import VisionTransformer
 from torch import Tensor, nn
@@ -79,10 +79,10 @@ class ResNetEncoder(nn.Module):
         super().__init__()
         self.visual = visual
         self.pool = DenseAttentionPool(visual.attnpool, dense)
-        width = visual.layer1[0].conv1.in_channels
-        self.out_channels = [width * 4, width * 8, width * 16, width * 32]
-        self.embed_dim = int(visual.output_dim)
-        self.dense_stride = 32
+        width = int(visual.layer1[0].conv1.in_channels)
+        self.out_channels: list[int] = [width * 4, width * 8, width * 16, width * 32]
+        self.embed_dim: int = int(visual.output_dim)
+        self.dense_stride: int = 32
 
     def forward(self, image: Tensor) -> Features:
         """Encode a normalised (B, 3, H, W) image."""
@@ -100,32 +100,40 @@ class ViTEncoder(nn.Module):
     native grid it equals ``visual.forward_intermediates`` (see the tests).
     """
 
-    def __init__(self, visual: VisionTransformer, out_indices: tuple[int, ...], dense: Dense = "attention") -> None:
+    def __init__(
+        self, visual: VisionTransformer, out_indices: tuple[int, ...], dense: Dense = "attention", pyramid: bool = True
+    ) -> None:
         super().__init__()
         n_blocks = len(visual.transformer.resblocks)
-        if len(out_indices) != 4 or max(out_indices) >= n_blocks:
+        if pyramid and (len(out_indices) != 4 or max(out_indices) >= n_blocks):
             raise ValueError(f"out_indices must be 4 block indices below {n_blocks}, got {out_indices}")
+        if not visual.transformer.batch_first:
+            raise ValueError("the ViT tower must be batch-first (open_clip >= 2.32)")
         self.visual = visual
         self.out_indices = tuple(out_indices)
         self.dense_mode = dense
         width = visual.conv1.out_channels
         self.patch = int(visual.conv1.kernel_size[0])
-        self.embed_dim = int(visual.output_dim)
-        self.out_channels = [width] * 4
-        self.dense_stride = self.patch
-        self.fpn = nn.ModuleList(
-            [
-                nn.Sequential(
+        self.embed_dim: int = int(visual.output_dim)
+        self.out_channels: list[int] = [int(width)] * 4
+        self.dense_stride: int = self.patch
+        self.fpn = (
+            nn.ModuleList()
+            if not pyramid
+            else nn.ModuleList(
+                [
+                    nn.Sequential(
+                        nn.GroupNorm(1, width),
+                        nn.ConvTranspose2d(width, width, 2, stride=2),
+                        nn.BatchNorm2d(width),
+                        nn.GELU(),
+                        nn.ConvTranspose2d(width, width, 2, stride=2),
+                    ),
+                    nn.Sequential(nn.GroupNorm(1, width), nn.ConvTranspose2d(width, width, 2, stride=2)),
                     nn.GroupNorm(1, width),
-                    nn.ConvTranspose2d(width, width, 2, stride=2),
-                    nn.BatchNorm2d(width),
-                    nn.GELU(),
-                    nn.ConvTranspose2d(width, width, 2, stride=2),
-                ),
-                nn.Sequential(nn.GroupNorm(1, width), nn.ConvTranspose2d(width, width, 2, stride=2)),
-                nn.GroupNorm(1, width),
-                nn.Sequential(nn.GroupNorm(1, width), nn.MaxPool2d(2)),
-            ]
+                    nn.Sequential(nn.GroupNorm(1, width), nn.MaxPool2d(2)),
+                ]
+            )
         )
 
     def tokens(self, image: Tensor) -> tuple[Tensor, list[Tensor], tuple[int, int]]:
@@ -139,7 +147,7 @@ class ViTEncoder(nn.Module):
         pos = v.positional_embedding
         pos = torch.cat([pos[:1], resize_grid(pos[1:], grid, "bicubic")], dim=0)
         x = v.ln_pre(v.patch_dropout(x + pos.to(x.dtype)))
-        taps = []
+        taps: list[Tensor] = []
         blocks = v.transformer.resblocks
         for i, block in enumerate(blocks):
             if i == len(blocks) - 1 and self.dense_mode == "value":
@@ -172,15 +180,20 @@ class ViTEncoder(nn.Module):
             dense_tokens = self.embed(value[:, 1:])
         else:
             dense_tokens = self.embed(x[:, 1:])
-        levels = [fpn(t[:, 1:].transpose(1, 2).reshape(b, -1, h, w)) for fpn, t in zip(self.fpn, taps, strict=True)]
+        levels = [fpn(t[:, 1:].transpose(1, 2).reshape(b, -1, h, w)) for fpn, t in zip(self.fpn, taps, strict=False)]
         global_embedding = self.embed(x[:, 0])
         return Features(levels, global_embedding, dense_tokens.transpose(1, 2).reshape(b, -1, h, w))
 
 
-def build_encoder(visual: nn.Module, out_indices: tuple[int, ...], dense: Dense = "attention") -> nn.Module:
-    """Wrap an open_clip vision tower; the family is read off its class."""
+def build_encoder(
+    visual: nn.Module, out_indices: tuple[int, ...], dense: Dense = "attention", pyramid: bool = True
+) -> ResNetEncoder | ViTEncoder:
+    """Wrap an open_clip vision tower; the family is read off its class.
+
+    ``pyramid=False`` leaves out the ViT's learned pyramid (zero-shot use needs dense embeddings only).
+    """
     if isinstance(visual, ModifiedResNet):
         return ResNetEncoder(visual, dense)
     if isinstance(visual, VisionTransformer):
-        return ViTEncoder(visual, out_indices, dense)
+        return ViTEncoder(visual, out_indices, dense, pyramid)
     raise ValueError(f"unsupported vision tower {type(visual).__name__}; use an RN or ViT CLIP")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -50,7 +50,8 @@ class SqueezeExcite(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Reweight channels, then project."""
-        return self.project(x * self.gate(x))
+        out: Tensor = self.project(x * self.gate(x))
+        return out
 
 
 class DifferenceFusion(nn.Module):

@@ -7,7 +7,7 @@ from typing import Literal
 
 import open_clip
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from torch import Tensor, nn
 
@@ -57,6 +57,12 @@ class PromptMiner(nn.Module):
     the model file. Inputs arrive normalised for the change model and are re-normalised here.
     """
 
+    in_mean: Tensor
+    in_std: Tensor
+    clip_mean: Tensor
+    clip_std: Tensor
+    class_embeddings: Tensor
+
     def __init__(
         self,
         clip: open_clip.CLIP,
@@ -99,7 +105,8 @@ class PromptMiner(nn.Module):
     @torch.no_grad()
     def forward(self, images: Tensor) -> Tensor:
         """Image embeddings (B, E) of model-normalised images."""
-        return self.visual(self.preprocess(images.float()))
+        embeddings: Tensor = self.visual(self.preprocess(images.float()))
+        return embeddings
 
     def mine(self, images: Tensor) -> list[list[str]]:
         """The top-k vocabulary names of each image, best first."""

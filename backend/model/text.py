@@ -18,7 +18,8 @@ def _tokenizer() -> open_clip.SimpleTokenizer:
 
 @functools.lru_cache(maxsize=4096)
 def _tokenize_one(text: str, length: int) -> Tensor:
-    return _tokenizer()([text], context_length=length)[0]
+    ids: Tensor = _tokenizer()([text], context_length=length)[0]
+    return ids
 
 
 def tokenize(texts: Sequence[str], length: int) -> Tensor:
@@ -34,6 +35,8 @@ class PromptTextEncoder(nn.Module):
     sequence is ``n_ctx + length`` long and must fit the tower's positional embedding. With
     ``n_ctx = 0`` and ``length = 77`` this is exactly ``CLIP.encode_text``.
     """
+
+    attn_mask: Tensor
 
     def __init__(self, clip: open_clip.CLIP, n_ctx: int, length: int) -> None:
         super().__init__()
@@ -59,7 +62,8 @@ class PromptTextEncoder(nn.Module):
         proj = self.text_projection
         if proj is None:
             return x
-        return proj(x) if isinstance(proj, nn.Linear) else x @ proj
+        out: Tensor = proj(x) if isinstance(proj, nn.Linear) else x @ proj
+        return out
 
     def forward(self, ids: Tensor) -> Tensor:
         """Embed token ids (N, length) -> (N, E)."""
@@ -70,13 +74,14 @@ class PromptTextEncoder(nn.Module):
         x = x + self.positional_embedding[: x.shape[1]].to(x.dtype)
         x = self.ln_final(self.transformer(x, attn_mask=self.attn_mask))
         eot = ids.argmax(dim=-1) + self.n_ctx
-        return self._project(x[torch.arange(x.shape[0], device=x.device), eot])
+        pooled: Tensor = self._project(x[torch.arange(x.shape[0], device=x.device), eot])
+        return pooled
 
     def encode(self, texts: Sequence[str]) -> Tensor:
         """Embed strings -> (N, E), one tower pass per distinct string."""
         unique = list(dict.fromkeys(texts))
         ids = tokenize(unique, self.length).to(self.token_embedding.weight.device)
-        embedded = self(ids)
+        embedded: Tensor = self(ids)
         index = torch.tensor([unique.index(t) for t in texts], device=embedded.device)
         return embedded[index]
 
@@ -96,7 +101,12 @@ class ContextDecoder(nn.Module):
         self.layers = nn.ModuleList(
             [
                 nn.TransformerDecoderLayer(
-                    width, heads, dim_feedforward=width * 4, dropout=dropout, activation="gelu", batch_first=True,
+                    width,
+                    heads,
+                    dim_feedforward=width * 4,
+                    dropout=dropout,
+                    activation="gelu",
+                    batch_first=True,
                     norm_first=True,
                 )
                 for _ in range(layers)
@@ -111,4 +121,5 @@ class ContextDecoder(nn.Module):
         x = self.text_proj(text)
         for layer in self.layers:
             x = layer(x, memory)
-        return text + self.gamma * self.out_proj(x)
+        update: Tensor = self.out_proj(x)
+        return text + self.gamma * update

@@ -21,7 +21,7 @@ import logging
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import open_clip
 import torch
@@ -162,7 +162,7 @@ def _rebuild_tensor(
 class _TensorOnlyUnpickler(pickle.Unpickler):
     """Resolves storage dtypes, a tensor rebuild and ``__torch__`` attribute holders; nothing else."""
 
-    _DTYPES = {
+    _DTYPES: ClassVar[dict[str, torch.dtype]] = {
         "FloatStorage": torch.float32,
         "HalfStorage": torch.float16,
         "BFloat16Storage": torch.bfloat16,

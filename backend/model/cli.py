@@ -1,0 +1,51 @@
+"""``python -m backend models`` and ``python -m backend info MODEL_FILE``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from backend.errors import ClipCDError
+from backend.model.config import get_config, list_models
+from backend.model.modelfile import read_card
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """Print the model configs, one per line: name, kind, backbone, description."""
+    for name in list_models():
+        config = get_config(name)
+        sys.stdout.write(f"{name:<22} {config.kind:<10} {config.clip.model:<20} {config.description}\n")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print a model file's card as JSON; exit 2 with a message on stderr when it cannot be read."""
+    try:
+        card = read_card(args.model_file)
+    except ClipCDError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    sys.stdout.write(card.to_json() + "\n")
+    return 0
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Register ``models`` and ``info`` on an argparse subparsers object (``func`` = the command)."""
+    models = subparsers.add_parser("models", help="list the model configs")
+    models.set_defaults(func=cmd_models)
+    info = subparsers.add_parser("info", help="print a model file's card as JSON")
+    info.add_argument("model_file", metavar="MODEL_FILE", help="a .safetensors model file")
+    info.set_defaults(func=cmd_info)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point (``python -m backend.model.cli``)."""
+    parser = argparse.ArgumentParser(prog="python -m backend")
+    add_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

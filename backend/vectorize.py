@@ -1,0 +1,284 @@
+"""Turn mask.tif into change polygons with area and probability attributes in a GeoPackage.
+
+The mask is polygonised by GDAL straight from the file (``rasterio.features.shapes`` on a band), under
+a small GDAL block cache so the mask is never held whole in memory; only the polygons are. The
+optional morphological clean-up and the per-polygon statistics also work in row strips. Memory is
+therefore ``O(width * strip + polygons)``.
+
+Each pixel-exact polygon is rasterised back into row strips of probability.tif to get ``mean_prob``
+and ``max_prob`` over exactly its pixels. ``area_m2`` is planar in projected CRSs (scaled from the
+CRS's linear unit) and geodesic on the CRS's ellipsoid in geographic CRSs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyogrio
+import pyproj
+import rasterio
+import shapely
+from rasterio import features
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
+from scipy import ndimage
+
+from backend.errors import InputError, RasterError
+from backend.progress import CancelFn, ProgressFn, check_canceled, never_canceled, no_progress, scaled
+from backend.write import MASK_NODATA, AtomicGeoTiff, ensure_writable_folder
+
+_log = logging.getLogger(__name__)
+
+STRIP_ROWS = 512  # rows per strip for clean-up and statistics
+GDAL_CACHE_BYTES = 64 * 1024 * 1024  # GDAL block cache while reading; its default grows with the raster
+FIELDS = ["id", "area_m2", "mean_prob", "max_prob"]
+
+
+@dataclass(frozen=True)
+class VectorizeResult:
+    """What :func:`vectorize` wrote: ``count`` polygons covering ``area_m2`` square metres in ``path``."""
+
+    count: int
+    area_m2: float
+    path: Path
+
+
+def vectorize(
+    mask_path: str | os.PathLike[str],
+    probability_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    min_area: float = 0.0,
+    simplify: float = 0.0,
+    cleanup: int = 0,
+    layer: str = "changes",
+    progress: ProgressFn = no_progress,
+    is_canceled: CancelFn = never_canceled,
+) -> VectorizeResult:
+    """Polygonise the change pixels (value 1) of ``mask_path`` into a GeoPackage layer.
+
+    Args:
+        mask_path: uint8 mask (1 change, 0 none, 255 nodata), e.g. mask.tif.
+        probability_path: probability.tif on the same grid (uint8 0-255 or float in [0, 1]).
+        out_path: GeoPackage to write; written as ``<stem>.partial.gpkg`` and renamed when complete.
+        min_area: Drop polygons smaller than this many square metres.
+        simplify: Douglas-Peucker tolerance in CRS units (topology preserved, holes kept); 0 keeps
+            the pixel edges.
+        cleanup: Radius in pixels of a morphological opening then closing of the mask; 0 skips it.
+        layer: Layer name.
+        progress: ``progress(fraction, message)``.
+        is_canceled: Polled between steps; a cancel removes the partial GeoPackage.
+
+    Returns:
+        The number of polygons, their total area in m² and the GeoPackage's path.
+
+    Raises:
+        InputError: On a negative ``min_area``, ``simplify`` or ``cleanup``.
+        RasterError: When the mask and probability rasters are not on the same grid.
+        OutputError: When the output folder is not writable.
+        CanceledError: When ``is_canceled()`` turned True.
+    """
+    if min_area < 0 or simplify < 0 or cleanup < 0:
+        raise InputError(f"min_area={min_area}, simplify={simplify} and cleanup={cleanup} must not be negative.")
+    out = Path(out_path)
+    ensure_writable_folder(out.parent)
+    partial = out.with_name(out.stem + ".partial.gpkg")
+    try:
+        with (
+            rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),
+            tempfile.TemporaryDirectory(dir=out.parent, prefix=".clipcd-vectorize-") as scratch,
+        ):
+            source = Path(mask_path)
+            if cleanup > 0:
+                source = clean_mask_file(
+                    source, Path(scratch) / "cleaned.tif", cleanup,
+                    progress=scaled(progress, 0.0, 0.3), is_canceled=is_canceled,
+                )  # fmt: skip
+            check_canceled(is_canceled)
+            progress(0.3, "polygonising the mask")
+            with rasterio.open(source) as src:
+                crs, transform, shape = src.crs, src.transform, (src.height, src.width)
+                pixels = np.array(
+                    [shapely.geometry.shape(geom) for geom, value in
+                     features.shapes(rasterio.band(src, 1), connectivity=4, transform=transform) if value == 1],
+                    dtype=object,
+                )  # fmt: skip
+            check_canceled(is_canceled)
+            progress(0.5, f"{len(pixels)} polygons; measuring")
+            geoms = shapely.simplify(pixels, simplify, preserve_topology=True) if simplify > 0 else pixels
+            areas = polygon_areas_m2(geoms, crs)
+            keep = areas >= min_area
+            pixels, geoms, areas = pixels[keep], geoms[keep], areas[keep]
+            mean_prob, max_prob = _probability_stats(
+                probability_path, pixels, shape, transform, scaled(progress, 0.5, 0.9), is_canceled
+            )
+            check_canceled(is_canceled)
+            progress(0.9, f"writing {len(geoms)} polygons")
+            _write_gpkg(partial, geoms, areas, mean_prob, max_prob, crs, layer)
+        os.replace(partial, out)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    total = float(areas.sum())
+    _log.info("vectorize: %d polygons, %.1f m² -> %s", len(geoms), total, out)
+    progress(1.0, f"{len(geoms)} change polygons")
+    return VectorizeResult(count=len(geoms), area_m2=total, path=out)
+
+
+def polygon_areas_m2(geoms: np.ndarray, crs: Any) -> np.ndarray:
+    """Return the area of each polygon in m²: geodesic for geographic CRSs, planar otherwise."""
+    if len(geoms) == 0:
+        return np.zeros(0, dtype=np.float64)
+    if crs is None:
+        _log.warning("the mask has no CRS; areas are in squared pixel-size units, taken as metres")
+        return np.asarray(shapely.area(geoms), dtype=np.float64)
+    pcrs = pyproj.CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+    if pcrs.is_geographic:
+        geod = pcrs.get_geod() or pyproj.Geod(ellps="WGS84")
+
+        def ring_area(ring: Any) -> float:
+            lon, lat = ring.xy
+            return abs(float(geod.polygon_area_perimeter(lon, lat)[0]))
+
+        return np.array(
+            [sum(ring_area(p.exterior) - sum(ring_area(h) for h in p.interiors) for p in _parts(g)) for g in geoms],
+            dtype=np.float64,
+        )
+    factor = pcrs.axis_info[0].unit_conversion_factor if pcrs.axis_info else 1.0
+    return np.asarray(shapely.area(geoms), dtype=np.float64) * factor * factor
+
+
+def _parts(geom: Any) -> list[Any]:
+    """Return the polygons of a Polygon or MultiPolygon."""
+    return list(geom.geoms) if hasattr(geom, "geoms") else [geom]
+
+
+def _probability_stats(
+    probability_path: str | os.PathLike[str],
+    pixels: np.ndarray,
+    shape: tuple[int, int],
+    transform: Any,
+    progress: ProgressFn,
+    is_canceled: CancelFn,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and max probability in [0, 1] over each polygon's pixels, reading row strips."""
+    count = len(pixels)
+    sums = np.zeros(count + 1, dtype=np.float64)
+    hits = np.zeros(count + 1, dtype=np.float64)
+    maxes = np.zeros(count + 1, dtype=np.float64)
+    if count == 0:
+        return sums[1:], maxes[1:]
+    bounds = shapely.bounds(pixels)  # xmin, ymin, xmax, ymax
+    inverse = ~transform
+    rows_a = inverse * (bounds[:, 0], bounds[:, 3])
+    rows_b = inverse * (bounds[:, 2], bounds[:, 1])
+    top = np.floor(np.minimum(rows_a[1], rows_b[1])).astype(np.int64)
+    bottom = np.ceil(np.maximum(rows_a[1], rows_b[1])).astype(np.int64)
+    height, width = shape
+    with rasterio.open(probability_path) as src:
+        if (src.height, src.width) != shape or not src.transform.almost_equals(transform):
+            raise RasterError(
+                f"{probability_path} is not on the mask's grid ({shape[1]}x{shape[0]} px, {transform}); "
+                "pass the probability raster written in the same run."
+            )
+        scale = 1.0 / 255.0 if np.dtype(src.dtypes[0]).kind in "ui" else 1.0
+        for start in range(0, height, STRIP_ROWS):
+            check_canceled(is_canceled)
+            stop = min(start + STRIP_ROWS, height)
+            inside = np.nonzero((top < stop) & (bottom > start))[0]
+            if len(inside) == 0:
+                continue
+            window = Window(0, start, width, stop - start)  # type: ignore[call-arg]
+            labels = features.rasterize(
+                zip(pixels[inside], inside + 1, strict=True), out_shape=(stop - start, width),
+                transform=window_transform(window, transform), fill=0, dtype="int32",
+            )  # fmt: skip
+            burnt = labels > 0
+            ids = labels[burnt]
+            values = src.read(1, window=window)[burnt].astype(np.float64) * scale
+            sums += np.bincount(ids, weights=values, minlength=count + 1)
+            hits += np.bincount(ids, minlength=count + 1)
+            np.maximum.at(maxes, ids, values)
+            progress(stop / height, "probability statistics")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(hits > 0, sums / np.maximum(hits, 1), np.nan)
+    return means[1:], np.where(hits > 0, maxes, np.nan)[1:]
+
+
+def _write_gpkg(
+    path: Path, geoms: np.ndarray, areas: np.ndarray, mean_prob: np.ndarray, max_prob: np.ndarray, crs: Any, layer: str
+) -> None:
+    """Write the polygons and their attributes to a new GeoPackage layer."""
+    path.unlink(missing_ok=True)
+    multi = any(shapely.get_type_id(g) == shapely.GeometryType.MULTIPOLYGON for g in geoms)
+    if multi:
+        geoms = np.array([g if hasattr(g, "geoms") else shapely.MultiPolygon([g]) for g in geoms], dtype=object)
+    wkb = shapely.to_wkb(geoms) if len(geoms) else np.array([], dtype=object)
+    pyogrio.raw.write(
+        str(path), wkb,
+        [np.arange(1, len(geoms) + 1, dtype=np.int64), areas.astype(np.float64),
+         mean_prob.astype(np.float64), max_prob.astype(np.float64)],
+        FIELDS, layer=layer, driver="GPKG", geometry_type="MultiPolygon" if multi else "Polygon",
+        crs=crs.to_wkt() if crs is not None else None,
+    )  # fmt: skip
+
+
+def _disk(radius: int) -> np.ndarray:
+    """Return a disk-shaped structuring element of the given pixel radius."""
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    return np.asarray(xx * xx + yy * yy <= radius * radius)
+
+
+def clean_mask(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Opening then closing of the change pixels with a disk of ``radius`` px; nodata (255) is kept.
+
+    Outside the array counts as neutral: it neither erodes nor adds change pixels.
+    """
+    if radius <= 0:
+        return mask.copy()
+    disk = _disk(radius)
+    change = mask == 1
+    change = ndimage.binary_erosion(change, disk, border_value=1)
+    change = ndimage.binary_dilation(change, disk, border_value=0)
+    change = ndimage.binary_dilation(change, disk, border_value=0)
+    change = ndimage.binary_erosion(change, disk, border_value=1)
+    out = change.astype(np.uint8)
+    out[mask == MASK_NODATA] = MASK_NODATA
+    return out
+
+
+def clean_mask_file(
+    mask_path: Path,
+    out_path: Path,
+    radius: int,
+    *,
+    strip_rows: int = STRIP_ROWS,
+    progress: ProgressFn = no_progress,
+    is_canceled: CancelFn = never_canceled,
+) -> Path:
+    """Apply :func:`clean_mask` to a mask file strip by strip; the result equals the whole-array one.
+
+    Each strip is read with a halo of ``4 * radius`` rows (two erosions and two dilations of radius
+    ``radius``), enough for the artificial strip edges not to reach the strip's own rows.
+    """
+    halo = 4 * radius
+    with rasterio.open(mask_path) as src:
+        height, width = src.height, src.width
+        with AtomicGeoTiff(
+            out_path, crs=src.crs, transform=src.transform, width=width, height=height,
+            dtype="uint8", nodata=MASK_NODATA, predictor=1,
+        ) as dst:  # fmt: skip
+            for start in range(0, height, strip_rows):
+                check_canceled(is_canceled)
+                stop = min(start + strip_rows, height)
+                lo, hi = max(0, start - halo), min(height, stop + halo)
+                block = src.read(1, window=Window(0, lo, width, hi - lo))  # type: ignore[call-arg]
+                dst.write_rows(start, clean_mask(block, radius)[start - lo : stop - lo])
+                progress(stop / height, "cleaning the mask")
+    return out_path

@@ -1,0 +1,130 @@
+"""The whole engine on real GeoTIFFs: known change in, right polygons and rasters out; cancel cleans up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+import torch
+from shapely import from_wkb
+
+from backend.errors import CanceledError
+from backend.model_source import LoadedModel
+from backend.params import DetectParams
+from backend.pipeline import OUTPUT_NAMES, detect
+from tests.rasters import UTM_X0, UTM_Y0, utm_transform, write_raster
+
+
+class Difference(torch.nn.Module):
+    """Change logit = 20 * (after - before) - 2 on the first band: a bright new object is change."""
+
+    def forward(self, image_a: torch.Tensor, image_b: torch.Tensor) -> torch.Tensor:
+        return 20.0 * (image_b[:, :1] - image_a[:, :1]) - 2.0
+
+
+def difference_model(tile: int = 64, overlap: int = 16) -> LoadedModel:
+    card = SimpleNamespace(mean=[0.0] * 3, std=[1.0] * 3, tile_size=tile, overlap=overlap, threshold=0.5)
+    return LoadedModel(Difference(), card, "difference test model")  # type: ignore[arg-type]
+
+
+def square_pair(tmp_path: Path, *, nodata_cols: int = 0) -> tuple[Path, Path]:
+    """200 x 150 px at 10 m; the after image gains a 40 x 30 px bright square at rows 50-79, cols 60-99."""
+    before = np.full((3, 150, 200), 50, dtype=np.uint8)
+    after = before.copy()
+    after[:, 50:80, 60:100] = 250
+    if nodata_cols:
+        before[:, :, :nodata_cols] = 0
+        after[:, 100:140, :nodata_cols] = 250  # "change" inside the before raster's nodata
+    kwargs = {"nodata": 0} if nodata_cols else {}
+    return (
+        write_raster(tmp_path / "before.tif", before, transform=utm_transform(), **kwargs),
+        write_raster(tmp_path / "after.tif", after, transform=utm_transform()),
+    )
+
+
+def test_a_new_square_becomes_one_polygon_at_the_right_place(tmp_path: Path) -> None:
+    before, after = square_pair(tmp_path)
+    out = tmp_path / "out"
+    result = detect(DetectParams(before=before, after=after, out_dir=out), loaded=difference_model())
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_NAMES)
+    assert result.polygons == 1
+    assert result.changed_area_m2 == pytest.approx(40 * 30 * 100.0)
+    _, _, geometry, fields = pyogrio.raw.read(out / "changes.gpkg")
+    polygon = from_wkb(geometry[0])
+    assert polygon.bounds == pytest.approx((UTM_X0 + 600, UTM_Y0 - 800, UTM_X0 + 1000, UTM_Y0 - 500))
+    assert fields[1][0] == pytest.approx(120_000.0)  # area_m2
+    with rasterio.open(out / "mask.tif") as src:
+        mask = src.read(1)
+        assert src.crs.to_epsg() == 32631 and src.transform == utm_transform()
+    expected = np.zeros((150, 200), dtype=np.uint8)
+    expected[50:80, 60:100] = 1
+    np.testing.assert_array_equal(mask, expected)
+    with rasterio.open(out / "probability.tif") as src:
+        probability = src.read(1)
+    assert probability[60, 70] == round(255 / (1 + np.exp(-(20 * 200 / 255 - 2))))
+    assert probability[10, 10] == round(255 / (1 + np.exp(2.0)))
+
+
+def test_nodata_is_never_change(tmp_path: Path) -> None:
+    before, after = square_pair(tmp_path, nodata_cols=30)
+    out = tmp_path / "out"
+    result = detect(DetectParams(before=before, after=after, out_dir=out), loaded=difference_model())
+    assert result.polygons == 1  # only the real square, not the bright patch inside the nodata columns
+    with rasterio.open(out / "mask.tif") as src:
+        mask = src.read(1)
+    assert (mask[:, :30] == 255).all() and (mask[:, 30:] != 255).all()
+
+
+def test_user_prompts_reach_the_model(tmp_path: Path) -> None:
+    seen: list[object] = []
+
+    class Recording(Difference):
+        def forward(self, image_a, image_b, prompts=None):  # type: ignore[no-untyped-def]
+            seen.append(prompts)
+            return super().forward(image_a, image_b)
+
+    before, after = square_pair(tmp_path)
+    loaded = difference_model()
+    loaded.model = Recording()
+    params = DetectParams(before=before, after=after, out_dir=tmp_path / "out", prompts=("building", "road"))
+    detect(params, loaded=loaded)
+    assert seen and all(p == ["building", "road"] for p in seen)
+
+
+def test_cancel_leaves_no_files(tmp_path: Path) -> None:
+    before, after = square_pair(tmp_path)
+    out = tmp_path / "out"
+    calls = iter(range(1000))
+    with pytest.raises(CanceledError):
+        detect(
+            DetectParams(before=before, after=after, out_dir=out, batch_size=1),
+            loaded=difference_model(),
+            is_canceled=lambda: next(calls) >= 3,
+        )
+    assert not out.exists()
+
+
+def test_cancel_keeps_a_previous_runs_outputs_untouched(tmp_path: Path) -> None:
+    before, after = square_pair(tmp_path)
+    out = tmp_path / "out"
+    detect(DetectParams(before=before, after=after, out_dir=out), loaded=difference_model())
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with pytest.raises(CanceledError):
+        detect(DetectParams(before=before, after=after, out_dir=out), loaded=difference_model(), is_canceled=lambda: True)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
+
+
+def test_progress_runs_from_zero_to_one(tmp_path: Path) -> None:
+    before, after = square_pair(tmp_path)
+    fractions: list[float] = []
+    detect(
+        DetectParams(before=before, after=after, out_dir=tmp_path / "out"),
+        loaded=difference_model(),
+        progress=lambda f, m: fractions.append(f),
+    )
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0
+    assert all(b >= a for a, b in zip(fractions, fractions[1:], strict=False))
