@@ -1,6 +1,7 @@
 """Turn mask.tif into change polygons with area and probability attributes in a GeoPackage.
 
-The mask is polygonised by GDAL straight from the file (``rasterio.features.shapes`` on a band), under
+Change pixels (value 1) are grouped into 4-connected polygons, as ``gdal_polygonize`` does by default;
+holes are kept. The mask is polygonised by GDAL straight from the file (``rasterio.features.shapes`` on a band), under
 a small GDAL block cache so the mask is never held whole in memory; only the polygons are. The
 optional morphological clean-up and the per-polygon statistics also work in row strips. Memory is
 therefore ``O(width * strip + polygons)``.
@@ -25,6 +26,7 @@ import pyproj
 import rasterio
 import shapely
 from rasterio import features
+from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 from scipy import ndimage
@@ -35,8 +37,7 @@ from backend.write import MASK_NODATA, AtomicGeoTiff, ensure_writable_folder
 
 _log = logging.getLogger(__name__)
 
-STRIP_ROWS = 512  # rows per strip for clean-up and statistics
-GDAL_CACHE_BYTES = 64 * 1024 * 1024  # GDAL block cache while reading; its default grows with the raster
+STRIP_ROWS = 256  # rows per strip for clean-up and statistics (one block row of our GeoTIFFs)
 FIELDS = ["id", "area_m2", "mean_prob", "max_prob"]
 
 
@@ -91,7 +92,7 @@ def vectorize(
     partial = out.with_name(out.stem + ".partial.gpkg")
     try:
         with (
-            rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),
+            rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(mask_path, probability_path)),
             tempfile.TemporaryDirectory(dir=out.parent, prefix=".clipcd-vectorize-") as scratch,
         ):
             source = Path(mask_path)
@@ -104,9 +105,10 @@ def vectorize(
             progress(0.3, "polygonising the mask")
             with rasterio.open(source) as src:
                 crs, transform, shape = src.crs, src.transform, (src.height, src.width)
+                band = rasterio.band(src, 1)  # as its own mask too: 0 is skipped, no background polygon
                 pixels = np.array(
-                    [shapely.geometry.shape(geom) for geom, value in
-                     features.shapes(rasterio.band(src, 1), connectivity=4, transform=transform) if value == 1],
+                    [shapely.geometry.shape(geom) for geom, value in features.shapes(
+                        band, mask=band, connectivity=4, transform=transform) if value == 1],
                     dtype=object,
                 )  # fmt: skip
             check_canceled(is_canceled)
@@ -121,7 +123,7 @@ def vectorize(
             check_canceled(is_canceled)
             progress(0.9, f"writing {len(geoms)} polygons")
             _write_gpkg(partial, geoms, areas, mean_prob, max_prob, crs, layer)
-        os.replace(partial, out)
+        partial.replace(out)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -129,6 +131,23 @@ def vectorize(
     _log.info("vectorize: %d polygons, %.1f m² -> %s", len(geoms), total, out)
     progress(1.0, f"{len(geoms)} change polygons")
     return VectorizeResult(count=len(geoms), area_m2=total, path=out)
+
+
+def gdal_cache_bytes(*paths: str | os.PathLike[str]) -> int:
+    """Return a GDAL block cache size for reading ``paths`` in row order: four block rows, at least 16 MiB.
+
+    GDAL's default cache (5% of RAM) keeps every block it reads, so memory would grow with the
+    raster's area; these files are read once, in row order, so a few block rows suffice.
+    """
+    largest = 0
+    for path in paths:
+        try:
+            with rasterio.open(path) as src:
+                block_rows = src.block_shapes[0][0] if src.block_shapes else 256
+                largest = max(largest, block_rows * src.width * np.dtype(src.dtypes[0]).itemsize)
+        except RasterioIOError as exc:
+            raise RasterError(f"Cannot read {path}: {exc}. Check that the file exists and is a GeoTIFF.") from exc
+    return max(16 * 1024 * 1024, 4 * largest)
 
 
 def polygon_areas_m2(geoms: np.ndarray, crs: Any) -> np.ndarray:
@@ -248,7 +267,7 @@ def clean_mask(mask: np.ndarray, radius: int) -> np.ndarray:
     change = ndimage.binary_dilation(change, disk, border_value=0)
     change = ndimage.binary_dilation(change, disk, border_value=0)
     change = ndimage.binary_erosion(change, disk, border_value=1)
-    out = change.astype(np.uint8)
+    out: np.ndarray = change.astype(np.uint8)
     out[mask == MASK_NODATA] = MASK_NODATA
     return out
 

@@ -196,7 +196,9 @@ class AtomicGeoTiff:
             return
         data = np.concatenate([d for d, _ in self._pending], axis=-2)
         masks = [v for _, v in self._pending]
-        valid = None if any(v is None for v in masks) else np.concatenate(masks, axis=0)  # type: ignore[arg-type]
+        valid: np.ndarray | None = None
+        if all(v is not None for v in masks):
+            valid = np.concatenate([v for v in masks if v is not None], axis=0)
         cut = data.shape[-2] if upto is None else upto - self._pending_start
         window = Window(0, self._pending_start, self.width, cut)  # type: ignore[call-arg]
         self._dataset.write(data[:, :cut], window=window)
@@ -228,10 +230,12 @@ class AtomicGeoTiff:
             with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
                 self._dataset.close()
             self._dataset = None
-            os.replace(self.partial, self.path)
+            self.partial.replace(self.path)
         except (OSError, RasterioError) as exc:
             self.abort()
-            raise OutputError(f"Cannot finish {self.path}: {exc}. Check free disk space or choose another --out.") from exc
+            raise OutputError(
+                f"Cannot finish {self.path}: {exc}. Check free disk space or choose another --out."
+            ) from exc
         _log.info("wrote %s", self.path)
 
     def abort(self) -> None:

@@ -116,7 +116,11 @@ def load_clip_weights(clip: open_clip.CLIP, state_dict: dict[str, torch.Tensor],
         sd["logit_scale"] = sd["logit_scale"].reshape(clip.logit_scale.shape)
     if clip.logit_bias is None:
         sd.pop("logit_bias", None)
-    check_tensors(clip.state_dict(), sd, source)
+    persistent = clip.state_dict()
+    for name, _ in clip.named_buffers():
+        if name not in persistent:  # non-persistent buffers (attn_mask) that TorchScript archives keep
+            sd.pop(name, None)
+    check_tensors(persistent, sd, source)
     clip.load_state_dict(sd, strict=True)
     _logger.info("loaded CLIP weights from %s", source)
 

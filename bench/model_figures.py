@@ -1,0 +1,116 @@
+"""Model figures for the closing note: parameters, GFLOPs and CPU forward time per tile pair.
+
+Usage: python bench/model_figures.py [OUT_JSON] [--configs a,b] [--repeats N]
+
+For each config (random weights; cost does not depend on the values): parameters, GFLOPs of one
+256x256 tile-pair forward (torch FlopCounterMode: 2 FLOPs per multiply-add; prompt mining and
+text encoding included), and on the CPU with torch's default thread count, batch 1:
+  * forward_s: median time of one tile-pair forward with automatic prompts and an empty text
+    cache (every tile has its own mined names, so the foreground prompts are always encoded);
+  * forward_cached_text_s: the same with the text embeddings already cached (analyst prompts);
+  * encoder_s: two image-encoder passes alone (the siamese encoder on both dates, batch 2);
+  * ratio: forward_s / encoder_s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from backend.model import create_model, list_models, model_summary
+
+
+def _median_time(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def figures(name: str, repeats: int, size: int = 256) -> dict:
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    model = create_model(name)
+    build_s = time.perf_counter() - start
+    summary = model_summary(model, size)
+    g = torch.Generator().manual_seed(0)
+    image_a, image_b = (torch.randn(1, 3, size, size, generator=g) for _ in range(2))
+    cache = model._text_cache
+
+    def cold() -> None:
+        cache.clear()
+        model(image_a, image_b)
+
+    def warm() -> None:
+        model(image_a, image_b, ["building"])
+
+    both = torch.cat([image_a, image_b])
+    with torch.no_grad():
+        forward_s = _median_time(cold, repeats)
+        cached_s = _median_time(warm, repeats)
+        encoder_s = _median_time(lambda: model.encoder(both), repeats)
+    return {
+        "config": name,
+        "kind": model.config.kind,
+        "params_m": summary["params"] / 1e6,
+        "params_by_part_m": {k: v / 1e6 for k, v in summary["params_by_part"].items()},
+        "gflops": summary["gflops"],
+        "encoder_gflops": summary["encoder_gflops"],
+        "build_s": build_s,
+        "forward_s": forward_s,
+        "forward_cached_text_s": cached_s,
+        "encoder_s": encoder_s,
+        "ratio_to_two_encoder_passes": forward_s / encoder_s,
+        "ratio_cached_text": cached_s / encoder_s,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", default="bench/results/model_figures.json")
+    parser.add_argument("--configs", default=",".join(list_models()))
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    rows = [figures(name, args.repeats) for name in args.configs.split(",")]
+    result = {
+        "size": 256,
+        "batch": 1,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "configs": rows,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    header = (
+        f"{'config':<20} {'params M':>9} {'GFLOPs':>8} {'fwd s':>7} {'fwd(cached) s':>13} {'2x enc s':>9} {'ratio':>6}"
+    )
+    print(header)
+    for r in rows:
+        print(
+            f"{r['config']:<20} {r['params_m']:>9.1f} {r['gflops']:>8.1f} {r['forward_s']:>7.3f} "
+            f"{r['forward_cached_text_s']:>13.3f} {r['encoder_s']:>9.3f} {r['ratio_to_two_encoder_passes']:>6.2f}"
+        )
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
