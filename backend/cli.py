@@ -226,7 +226,9 @@ class _ProgressBar:
         if self.tty:
             filled = int(self.width * fraction)
             elapsed = time.perf_counter() - self.started
-            self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {fraction:6.1%} {elapsed:6.1f}s {message:<30}")
+            self.stream.write(
+                f"\r[{'#' * filled}{'.' * (self.width - filled)}] {fraction:6.1%} {elapsed:6.1f}s {message:<30}"
+            )
             self.stream.flush()
         elif fraction - self._last >= 0.1 or fraction >= 1.0:
             self._last = fraction
@@ -235,4 +237,3 @@ class _ProgressBar:
     def close(self) -> None:
         if self.tty:
             self.stream.write("\n")
-

@@ -45,12 +45,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     _log.info("model: %s", model_source.describe(args.model))
     runs: list[tuple[str, DetectResult]] = []
     pair = generate_pair(args.out / "synthetic" / "inputs", size=args.size)
-    runs.append(("synthetic", _run(pair.before, pair.after, args.out / "synthetic", args, prompts=("building", "road"))))
+    runs.append(
+        ("synthetic", _run(pair.before, pair.after, args.out / "synthetic", args, prompts=("building", "road")))
+    )
 
     samples = samples_dir()
     landsat = samples / "landsat-pair" if samples else None
     if landsat and (landsat / "LS20010525.tif").exists():
-        result = _run(landsat / "LS20010525.tif", landsat / "LS20010626.tif", args.out / "landsat", args, prompts=("mine",))
+        result = _run(
+            landsat / "LS20010525.tif", landsat / "LS20010626.tif", args.out / "landsat", args, prompts=("mine",)
+        )
         runs.append(("landsat", result))
     else:
         _log.info("real Landsat pair not found (set CLIPCD_SAMPLES to the shared data folder to include it)")
@@ -64,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(before: Path, after: Path, out: Path, args: argparse.Namespace, prompts: tuple[str, ...]) -> DetectResult:
     _log.info("detecting change: %s -> %s", before.name, after.name)
-    params = DetectParams(before=before, after=after, out_dir=out, model=args.model, prompts=prompts, device=args.device)
+    params = DetectParams(
+        before=before, after=after, out_dir=out, model=args.model, prompts=prompts, device=args.device
+    )
     return detect(params)
 
 

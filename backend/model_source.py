@@ -1,5 +1,8 @@
-"""Which model a run uses: a model file, the shipped default, or — until trained weights ship —
-the small configuration with random weights, stated plainly."""
+"""Which model a run uses.
+
+A model file, else the shipped default, else (until trained weights ship) the small
+configuration with random weights, stated plainly in every log and report.
+"""
 
 from __future__ import annotations
 

@@ -86,10 +86,12 @@ class DetectParams:
                 raise InputError(f"extent={self.extent} holds a value that is not a finite number.")
             if xmax <= xmin or ymax <= ymin:
                 raise InputError(
-                    f"extent={self.extent} has zero or negative size; give xmin,ymin,xmax,ymax with xmax > xmin and ymax > ymin."
+                    f"extent={self.extent} has zero or negative size; "
+                    "give xmin,ymin,xmax,ymax with xmax > xmin and ymax > ymin."
                 )
-        if self.bands is not None:
-            if len(self.bands) != 3 or any(b < 1 for b in self.bands):
-                raise InputError(f"bands={self.bands} must be three 1-based band numbers for red, green, blue, e.g. --bands 1,2,3.")
+        if self.bands is not None and (len(self.bands) != 3 or any(b < 1 for b in self.bands)):
+            raise InputError(
+                f"bands={self.bands} must be three 1-based band numbers for red, green, blue, e.g. --bands 1,2,3."
+            )
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise InputError(f"device={self.device!r} is not one of auto, cpu, cuda, mps.")

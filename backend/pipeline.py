@@ -9,7 +9,6 @@ error or a cancel never leaves a half-written or mixed set of files behind.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -78,7 +77,10 @@ def detect(
     """
     started = time.perf_counter()
     device = select_device(params.device)
-    with rasterio.Env(GDAL_CACHEMAX=_read_cache_bytes(params)), io.RasterPair(params.before, params.after, extent=params.extent, bands=params.bands) as pair:
+    with (
+        rasterio.Env(GDAL_CACHEMAX=_read_cache_bytes(params)),
+        io.RasterPair(params.before, params.after, extent=params.extent, bands=params.bands) as pair,
+    ):
         loaded = loaded or model_source.resolve(params.model, device)
         card = loaded.card
         tile = params.tile or card.tile_size
@@ -88,7 +90,14 @@ def detect(
         tiles = tile_grid(grid.height, grid.width, tile, overlap)
         _log.info(
             "grid %d x %d px in %s; %d tiles of %d px (overlap %d) on %s; model: %s",
-            grid.width, grid.height, grid.crs, len(tiles), tile, overlap, device, loaded.description,
+            grid.width,
+            grid.height,
+            grid.crs,
+            len(tiles),
+            tile,
+            overlap,
+            device,
+            loaded.description,
         )
         staging, created = _make_staging(params.out_dir)
         try:
@@ -181,6 +190,6 @@ def _publish(staging: Path, out_dir: Path) -> dict[str, Path]:
         source = staging / name
         if source.exists():
             target = out_dir / name
-            os.replace(source, target)
+            source.replace(target)
             outputs[name.split(".")[0]] = target
     return outputs

@@ -152,8 +152,7 @@ class Predictor:
             except torch.cuda.OutOfMemoryError as exc:
                 if chunk == 1:
                     raise ClipCDError(
-                        "the GPU ran out of memory on a single tile pair; use a smaller --tile "
-                        "or --device cpu."
+                        "the GPU ran out of memory on a single tile pair; use a smaller --tile or --device cpu."
                     ) from exc
                 chunk = max(1, chunk // 2)
                 self.batch_size = chunk

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Protocol
 
@@ -42,7 +41,7 @@ def write_preview(pair: OverviewReader, mask_path: Path, out_path: Path, max_sid
         canvas[:, left : left + width] = panel
     partial = out_path.with_name(out_path.name + ".partial")
     Image.fromarray(canvas).save(partial, format="PNG")
-    os.replace(partial, out_path)
+    partial.replace(out_path)
     return out_path
 
 

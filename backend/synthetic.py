@@ -10,8 +10,8 @@ The CRS (EPSG:32631, UTM 31N) and the origin are illustrative: the scene is not 
 
 from __future__ import annotations
 
+import itertools
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,7 +149,7 @@ def _near_line(box: tuple[int, int, int, int], line: list[tuple[int, int]], dist
     """Whether a box's centre lies within ``distance`` of any segment of a polyline."""
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     reach = distance + max(box[2] - box[0], box[3] - box[1]) / 2
-    for (x0, y0), (x1, y1) in zip(line[:-1], line[1:], strict=True):
+    for (x0, y0), (x1, y1) in itertools.pairwise(line):
         dx, dy = x1 - x0, y1 - y0
         t = max(0.0, min(1.0, ((cx - x0) * dx + (cy - y0) * dy) / max(dx * dx + dy * dy, 1)))
         if np.hypot(cx - (x0 + t * dx), cy - (y0 + t * dy)) < reach:
@@ -157,7 +157,9 @@ def _near_line(box: tuple[int, int, int, int], line: list[tuple[int, int]], dist
     return False
 
 
-def _draw_buildings(draw: ImageDraw.ImageDraw, boxes: list[tuple[int, int, int, int]], rng: np.random.Generator) -> None:
+def _draw_buildings(
+    draw: ImageDraw.ImageDraw, boxes: list[tuple[int, int, int, int]], rng: np.random.Generator
+) -> None:
     """Roofs with a ridge line and a cast shadow to the south-east."""
     for x0, y0, x1, y1 in boxes:
         draw.rectangle((x0 + 3, y0 + 3, x1 + 3, y1 + 3), fill=(45, 50, 40))
@@ -196,5 +198,9 @@ def _write(path: Path, bands: np.ndarray, transform: rasterio.Affine) -> None:
     with rasterio.open(partial, "w", **profile) as dst:
         dst.write(bands)
         if bands.shape[0] == 3:
-            dst.colorinterp = [rasterio.enums.ColorInterp.red, rasterio.enums.ColorInterp.green, rasterio.enums.ColorInterp.blue]
-    os.replace(partial, path)
+            dst.colorinterp = [
+                rasterio.enums.ColorInterp.red,
+                rasterio.enums.ColorInterp.green,
+                rasterio.enums.ColorInterp.blue,
+            ]
+    partial.replace(path)

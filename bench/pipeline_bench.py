@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from backend.io import RasterPair
-from backend.model_source import LoadedModel, resolve
+from backend.model_source import resolve
 from backend.params import DetectParams
 from backend.pipeline import detect
 from backend.predict import Predictor
@@ -77,7 +77,8 @@ def peak_rss(size: int, work: Path) -> dict[str, float]:
         "from backend.model_source import LoadedModel\n"
         "from backend.params import DetectParams\n"
         "from backend.pipeline import detect\n"
-        "card = type('Card', (), {'mean': [0.0]*3, 'std': [1.0]*3, 'tile_size': 256, 'overlap': 64, 'threshold': 0.5})\n"
+        "card = type('Card', (), {'mean': [0.0] * 3, 'std': [1.0] * 3, 'tile_size': 256, 'overlap': 64,"
+        " 'threshold': 0.5})\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
         f"params = DetectParams(before=Path({str(pair_paths.before)!r}), after=Path({str(pair_paths.after)!r}),"
         f" out_dir=Path({str(work / f'rss-out-{size}')!r}), device='cpu')\n"
@@ -99,13 +100,17 @@ def main() -> None:
         work = Path(tmp)
         figures: dict[str, object] = {"torch_threads": torch.get_num_threads()}
         figures["efficiency"] = eff = efficiency(work)
-        print(f"pipeline efficiency: {eff['pipeline_efficiency']:.3f} "
-              f"({eff['end_to_end_tiles_per_s']:.2f} / {eff['model_only_tiles_per_s']:.2f} tiles/s, goal >= 0.9)")
+        print(
+            f"pipeline efficiency: {eff['pipeline_efficiency']:.3f} "
+            f"({eff['end_to_end_tiles_per_s']:.2f} / {eff['model_only_tiles_per_s']:.2f} tiles/s, goal >= 0.9)"
+        )
         small, large = peak_rss(2048, work), peak_rss(8192, work)
         ratio = large["peak_mib"] / small["peak_mib"]
         figures["memory"] = {"2048": small, "8192": large, "peak_rss_ratio_8192_over_2048": round(ratio, 3)}
-        print(f"peak RSS 8192² / 2048²: {ratio:.3f} ({large['peak_mib']:.0f} / {small['peak_mib']:.0f} MiB; "
-              f"after imports {large['imports_mib']:.0f} MiB; goal <= 1.25)")
+        print(
+            f"peak RSS 8192² / 2048²: {ratio:.3f} ({large['peak_mib']:.0f} / {small['peak_mib']:.0f} MiB; "
+            f"after imports {large['imports_mib']:.0f} MiB; goal <= 1.25)"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"figures written to {out}")

@@ -19,7 +19,12 @@ def run_cli(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProc
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "backend", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO_ROOT,
+        env=env,
+        check=False,
     )
 
 
@@ -100,13 +105,17 @@ def test_all_nodata_overlap(tmp_path: Path, pair: tuple[Path, Path]) -> None:
 
 def test_zero_size_extent(tmp_path: Path, pair: tuple[Path, Path]) -> None:
     out = tmp_path / "out"
-    result = run_cli("detect", "--before", pair[0], "--after", pair[1], "--out", out, "--extent", "500100,5499500,500100,5499900")
+    result = run_cli(
+        "detect", "--before", pair[0], "--after", pair[1], "--out", out, "--extent", "500100,5499500,500100,5499900"
+    )
     assert_refused(result, out, "extent", "zero")
 
 
 def test_missing_model_file(tmp_path: Path, pair: tuple[Path, Path]) -> None:
     out = tmp_path / "out"
-    result = run_cli("detect", "--before", pair[0], "--after", pair[1], "--out", out, "--model", tmp_path / "gone.safetensors")
+    result = run_cli(
+        "detect", "--before", pair[0], "--after", pair[1], "--out", out, "--model", tmp_path / "gone.safetensors"
+    )
     assert_refused(result, out, "gone.safetensors")
 
 
@@ -134,7 +143,9 @@ def test_threshold_outside_zero_one(tmp_path: Path, pair: tuple[Path, Path], thr
 
 
 def test_json_errors_are_events(tmp_path: Path, pair: tuple[Path, Path]) -> None:
-    result = run_cli("detect", "--json-progress", "--before", tmp_path / "nope.tif", "--after", pair[1], "--out", tmp_path / "o")
+    result = run_cli(
+        "detect", "--json-progress", "--before", tmp_path / "nope.tif", "--after", pair[1], "--out", tmp_path / "o"
+    )
     assert result.returncode == 2
     stream = events(result.stdout)
     assert stream[0]["event"] == "start" and stream[-1]["event"] == "error"
@@ -148,8 +159,18 @@ def test_json_progress_on_the_real_landsat_pair(tmp_path: Path, samples: Path) -
     landsat = samples / "landsat-pair"
     out = tmp_path / "landsat"
     result = run_cli(
-        "detect", "--json-progress", "--before", landsat / "LS20010525.tif", "--after", landsat / "LS20010626.tif",
-        "--out", out, "--min-area", "2000", "--prompts", "mine,bare land",
+        "detect",
+        "--json-progress",
+        "--before",
+        landsat / "LS20010525.tif",
+        "--after",
+        landsat / "LS20010626.tif",
+        "--out",
+        out,
+        "--min-area",
+        "2000",
+        "--prompts",
+        "mine,bare land",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     stream = events(result.stdout)

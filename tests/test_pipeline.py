@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -114,7 +115,9 @@ def test_cancel_keeps_a_previous_runs_outputs_untouched(tmp_path: Path) -> None:
     detect(DetectParams(before=before, after=after, out_dir=out), loaded=difference_model())
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     with pytest.raises(CanceledError):
-        detect(DetectParams(before=before, after=after, out_dir=out), loaded=difference_model(), is_canceled=lambda: True)
+        detect(
+            DetectParams(before=before, after=after, out_dir=out), loaded=difference_model(), is_canceled=lambda: True
+        )
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
 
 
@@ -127,4 +130,4 @@ def test_progress_runs_from_zero_to_one(tmp_path: Path) -> None:
         progress=lambda f, m: fractions.append(f),
     )
     assert fractions[0] == 0.0 and fractions[-1] == 1.0
-    assert all(b >= a for a, b in zip(fractions, fractions[1:], strict=False))
+    assert all(b >= a for a, b in itertools.pairwise(fractions))

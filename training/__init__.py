@@ -1,0 +1,1 @@
+"""Training and evaluation of the change model; imports backend, never the reverse."""
