@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rasterio.enums import ColorInterp
 
 from tests.conftest import REPO_ROOT
 from tests.rasters import utm_transform, write_raster
@@ -83,7 +84,10 @@ def test_raster_without_crs(tmp_path: Path, pair: tuple[Path, Path]) -> None:
 
 
 def test_different_band_counts_point_to_bands(tmp_path: Path, pair: tuple[Path, Path]) -> None:
-    four = write_raster(tmp_path / "four.tif", np.ones((4, 96, 96), np.uint8), transform=utm_transform())
+    undefined = [ColorInterp.gray] + [ColorInterp.undefined] * 3  # four bands, none of them named red/green/blue
+    four = write_raster(
+        tmp_path / "four.tif", np.ones((4, 96, 96), np.uint8), transform=utm_transform(), colorinterp=undefined
+    )
     out = tmp_path / "out"
     result = run_cli("detect", "--before", pair[0], "--after", four, "--out", out)
     assert_refused(result, out, "--bands")

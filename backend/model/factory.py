@@ -37,7 +37,8 @@ def create_model(
             downloaded where there is internet), ``"default"`` (the config's tag) or a local file
             (.safetensors, open_clip .bin/.pt, OpenAI JIT .pt). None leaves random weights.
         miner_pretrained: Weights of the frozen prompt-mining CLIP; by default ``pretrained`` when
-            the miner is the same open_clip model, otherwise random (with a warning).
+            the miner is the same open_clip model or ``pretrained="default"``, otherwise random
+            (with a warning).
         **overrides: Config fields to replace; nested sections (``head``, ``text``, ``clip``)
             merge key by key.
 
@@ -61,7 +62,9 @@ def build_model(
     """
     clip_path = _resolve(config.clip, pretrained)  # fail fast, before building anything
     same = config.miner == config.clip
-    wanted = miner_pretrained if miner_pretrained is not None else (pretrained if same else None)
+    wanted = miner_pretrained
+    if wanted is None and (same or pretrained == "default"):
+        wanted = pretrained  # "default" gives the miner its own default tag
     miner_path = _resolve(config.miner, wanted) if config.miner is not None else None
     clip = build_clip(config.clip)
     loaded: dict[str, dict[str, torch.Tensor]] = {}
