@@ -4,8 +4,9 @@ Usage: python bench/model_figures.py [OUT_JSON] [--configs a,b] [--repeats N]
 
 For each config (random weights; cost does not depend on the values): parameters, GFLOPs of one
 256x256 tile-pair forward (torch FlopCounterMode: 2 FLOPs per multiply-add; prompt mining and
-text encoding included), and on the CPU with torch's default thread count, batch 1:
-  * forward_s: median time of one tile-pair forward with automatic prompts and an empty text
+text encoding included), and on the CPU with torch's default thread count, batch 1, the minimum
+over interleaved repeats after warm-up:
+  * forward_s: time of one tile-pair forward with automatic prompts and an empty text
     cache (every tile has its own mined names, so the foreground prompts are always encoded);
   * forward_cached_text_s: the same with the text embeddings already cached (analyst prompts);
   * encoder_s: two image-encoder passes alone (the siamese encoder on both dates, batch 2);
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import statistics
 import sys
@@ -31,15 +33,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backend.model import create_model, list_models, model_summary
 
 
-def _median_time(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
+def _timings(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, list[float]]:
+    """Time each function ``repeats`` times, interleaved, so background load hits all alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def figures(name: str, repeats: int, size: int = 256) -> dict:
@@ -61,9 +66,8 @@ def figures(name: str, repeats: int, size: int = 256) -> dict:
 
     both = torch.cat([image_a, image_b])
     with torch.no_grad():
-        forward_s = _median_time(cold, repeats)
-        cached_s = _median_time(warm, repeats)
-        encoder_s = _median_time(lambda: model.encoder(both), repeats)
+        t = _timings({"forward": cold, "cached": warm, "encoder": lambda: model.encoder(both)}, repeats)
+    forward_s, cached_s, encoder_s = (min(t[k]) for k in ("forward", "cached", "encoder"))
     return {
         "config": name,
         "kind": model.config.kind,
@@ -77,6 +81,7 @@ def figures(name: str, repeats: int, size: int = 256) -> dict:
         "encoder_s": encoder_s,
         "ratio_to_two_encoder_passes": forward_s / encoder_s,
         "ratio_cached_text": cached_s / encoder_s,
+        "median_s": {k: statistics.median(v) for k, v in t.items()},
     }
 
 
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", default="bench/results/model_figures.json")
     parser.add_argument("--configs", default=",".join(list_models()))
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     rows = [figures(name, args.repeats) for name in args.configs.split(",")]
@@ -94,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
+        "timing": "min over interleaved repeats (the machine may be shared); medians under median_s",
+        "load_average": list(os.getloadavg()),
         "configs": rows,
     }
     out = Path(args.out)

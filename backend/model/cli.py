@@ -33,19 +33,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 def add_parsers(subparsers: Any) -> None:
     """Register ``models`` and ``info`` on an argparse subparsers object (``func`` = the command)."""
     models = subparsers.add_parser("models", help="list the model configs")
-    models.set_defaults(func=cmd_models)
+    models.set_defaults(handler=cmd_models)
     info = subparsers.add_parser("info", help="print a model file's card as JSON")
     info.add_argument("model_file", metavar="MODEL_FILE", help="a .safetensors model file")
-    info.set_defaults(func=cmd_info)
+    info.set_defaults(handler=cmd_info)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m backend.model.cli``)."""
-    parser = argparse.ArgumentParser(prog="python -m backend")
-    add_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -6,9 +6,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from backend.cli import build_parser
 from backend.errors import InputError, ModelFileError
 from backend.model import FORMAT_VERSION, build_card, card_from_json, load_model, read_card, save_model
-from backend.model.cli import add_parsers, cmd_info, cmd_models
+from backend.model.cli import cmd_info, cmd_models
 from backend.model.modelfile import CARD_KEY
 from tests.model.conftest import pair, tiny_model
 
@@ -126,7 +127,5 @@ def test_cli_models_and_parsers(capsys):
     assert cmd_models(argparse.Namespace()) == 0
     out = capsys.readouterr().out
     assert "changeclip-vit-b16" in out and "zeroshot-small" in out
-    parser = argparse.ArgumentParser()
-    add_parsers(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["info", "m.safetensors"])
-    assert args.func is cmd_info and args.model_file == "m.safetensors"
+    args = build_parser().parse_args(["info", "m.safetensors"])
+    assert args.handler is cmd_info and args.model_file == "m.safetensors"
