@@ -10,6 +10,8 @@ STAMP := $(VENV)/.setup-stamp-$(REQS_HASH)
 APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin xvfb python3-venv
 export QT_QPA_PLATFORM ?= offscreen
 export PYTHONDONTWRITEBYTECODE := 1
+# The packages that hold code (qgis_clipcd/ fills in with the plugin).
+CODE_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard backend/*.py training/*.py qgis_clipcd/*.py))))
 
 .PHONY: setup system-deps test test-all demo lint bench clean
 
@@ -47,8 +49,8 @@ demo: setup
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy backend training qgis_clipcd
-	$(PY) -m bandit -q -c pyproject.toml -r backend training qgis_clipcd
+	$(PY) -m mypy $(CODE_DIRS)
+	$(PY) -m bandit -q -c pyproject.toml -r $(CODE_DIRS)
 
 bench: setup
 	$(PY) -m bench.run_all

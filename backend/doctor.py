@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import platform
 import sys
@@ -69,18 +70,14 @@ def run_doctor(out: TextIO) -> int:
 
 def _gdal_versions() -> str:
     parts = []
-    try:
+    with contextlib.suppress(Exception):  # a missing rasterio is reported above
         import rasterio
 
         parts.append(f"{rasterio.__gdal_version__} (rasterio)")
-    except Exception:  # noqa: S110  (reported as missing above)
-        pass
-    try:
+    with contextlib.suppress(Exception):  # a missing osgeo is reported above
         from osgeo import gdal
 
         parts.append(f"{gdal.__version__} (osgeo, system)")
-    except Exception:  # noqa: S110
-        pass
     return ", ".join(parts)
 
 

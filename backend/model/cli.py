@@ -37,4 +37,3 @@ def add_parsers(subparsers: Any) -> None:
     info = subparsers.add_parser("info", help="print a model file's card as JSON")
     info.add_argument("model_file", metavar="MODEL_FILE", help="a .safetensors model file")
     info.set_defaults(handler=cmd_info)
-

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import io
 import logging
-import pickle
+import pickle  # nosec B403
 import zipfile
 from pathlib import Path
 from typing import Any, ClassVar
