@@ -70,8 +70,9 @@ class DetectParams:
             raise InputError(f"simplify={self.simplify} must be >= 0 (0 keeps pixel edges).")
         if self.cleanup < 0:
             raise InputError(f"cleanup={self.cleanup} must be a radius in pixels >= 0.")
-        if self.tile is not None and self.tile < 32:
-            raise InputError(f"tile={self.tile} is too small; use at least 32 pixels (default 256).")
+        if self.tile is not None and (self.tile < 32 or self.tile % 32):
+            nearest = max(32, round(self.tile / 32) * 32)
+            raise InputError(f"tile={self.tile} must be a multiple of 32 and at least 32 pixels; try --tile {nearest}.")
         if self.overlap is not None and self.overlap < 0:
             raise InputError(f"overlap={self.overlap} must be >= 0 pixels.")
         if self.tile is not None and self.overlap is not None and self.overlap >= self.tile // 2:

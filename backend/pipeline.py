@@ -23,7 +23,7 @@ from backend import io, model_source
 from backend.errors import OutputError
 from backend.params import DetectParams
 from backend.predict import Predictor, select_device
-from backend.preview import write_preview
+from backend.preview import PreviewSampler, write_preview
 from backend.progress import CancelFn, ProgressFn, check_canceled, never_canceled, no_progress, scaled
 from backend.stitch import Stitcher, to_mask
 from backend.tiling import tile_grid
@@ -113,7 +113,8 @@ def detect(
                     mask_out.write_rows(row_start, to_mask(probability, valid, threshold))
 
                 stitcher = Stitcher(grid.height, grid.width, tile, overlap, sink)
-                stats = predictor.run(pair, tiles, stitcher, scaled(progress, 0.0, 0.85), is_canceled)
+                sampler = PreviewSampler(pair, grid.height, grid.width)
+                stats = predictor.run(sampler, tiles, stitcher, scaled(progress, 0.0, 0.85), is_canceled)
                 stitcher.finish()
             vectors = vectorize(
                 staging / "mask.tif",
@@ -126,7 +127,7 @@ def detect(
                 is_canceled=is_canceled,
             )
             if params.write_preview:
-                write_preview(pair, staging / "mask.tif", staging / "preview.png")
+                write_preview(sampler, staging / "mask.tif", staging / "preview.png")
             check_canceled(is_canceled)
             outputs = _publish(staging, params.out_dir)
         except BaseException:

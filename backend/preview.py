@@ -1,9 +1,14 @@
-"""preview.png: before | after | after with the change mask in red, from decimated reads only."""
+"""preview.png: before | after | after with the change mask in red.
+
+The images come from :class:`PreviewSampler`, which keeps every n-th pixel of the tiles as the
+predictor reads them, so the preview costs no extra raster reads; the mask is read decimated.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import rasterio
@@ -23,6 +28,48 @@ class OverviewReader(Protocol):
         ...
 
 
+class PreviewSampler:
+    """Wraps a tile reader and keeps a decimated copy of everything read through it.
+
+    Pixels on the decimated lattice (every ``step``-th row and column of the grid) are copied
+    from each tile as it passes; overlapping tiles write the same values. It is used from the
+    predictor's reader thread only, and read back after prediction.
+    """
+
+    def __init__(self, reader: Any, height: int, width: int, max_side: int = PREVIEW_SIDE) -> None:
+        self.reader = reader
+        self.step = max(1, math.ceil(max(height, width) / max_side))
+        self.height, self.width = height, width
+        shape = (math.ceil(height / self.step), math.ceil(width / self.step))
+        self._a = np.zeros((3, *shape), dtype=np.float32)
+        self._b = np.zeros((3, *shape), dtype=np.float32)
+        self._valid = np.zeros(shape, dtype=bool)
+
+    def read(self, window: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Read through to the wrapped reader, keeping the lattice pixels of the window."""
+        image_a, image_b, valid = self.reader.read(window)
+        row0, col0 = int(window.row_off), int(window.col_off)
+        rows = _lattice(row0, valid.shape[0], self.height, self.step)
+        cols = _lattice(col0, valid.shape[1], self.width, self.step)
+        if rows.size and cols.size:
+            target = np.ix_(rows // self.step, cols // self.step)
+            source = np.ix_(rows - row0, cols - col0)
+            self._a[(slice(None), *target)] = image_a[(slice(None), *source)]
+            self._b[(slice(None), *target)] = image_b[(slice(None), *source)]
+            self._valid[target] = valid[source]
+        return image_a, image_b, valid
+
+    def read_overview(self, max_side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The decimated images collected so far (``max_side`` was fixed at construction)."""
+        return self._a, self._b, self._valid
+
+
+def _lattice(start: int, length: int, limit: int, step: int) -> np.ndarray:
+    """Grid indexes in ``[start, start + length)`` and inside ``[0, limit)`` that are multiples of ``step``."""
+    first = max(0, start + (-start) % step)
+    return np.arange(first, min(start + length, limit), step)
+
+
 def write_preview(pair: OverviewReader, mask_path: Path, out_path: Path, max_side: int = PREVIEW_SIDE) -> Path:
     """Write the three-panel preview PNG (atomically) and return its path."""
     image_a, image_b, valid = pair.read_overview(max_side)
@@ -40,7 +87,7 @@ def write_preview(pair: OverviewReader, mask_path: Path, out_path: Path, max_sid
         left = index * (width + _GAP)
         canvas[:, left : left + width] = panel
     partial = out_path.with_name(out_path.name + ".partial")
-    Image.fromarray(canvas).save(partial, format="PNG")
+    Image.fromarray(canvas).save(partial, format="PNG", compress_level=1)
     partial.replace(out_path)
     return out_path
 

@@ -28,16 +28,16 @@ import shapely
 from rasterio import features
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
-from rasterio.windows import transform as window_transform
 from scipy import ndimage
 
+from backend.components import region_stats
 from backend.errors import InputError, RasterError
 from backend.progress import CancelFn, ProgressFn, check_canceled, never_canceled, no_progress, scaled
 from backend.write import MASK_NODATA, AtomicGeoTiff, ensure_writable_folder
 
 _log = logging.getLogger(__name__)
 
-STRIP_ROWS = 256  # rows per strip for clean-up and statistics (one block row of our GeoTIFFs)
+STRIP_ROWS = 256  # rows per strip for clean-up (one block row of our GeoTIFFs)
 FIELDS = ["id", "area_m2", "mean_prob", "max_prob"]
 
 
@@ -118,7 +118,7 @@ def vectorize(
             keep = areas >= min_area
             pixels, geoms, areas = pixels[keep], geoms[keep], areas[keep]
             mean_prob, max_prob = _probability_stats(
-                probability_path, pixels, shape, transform, scaled(progress, 0.5, 0.9), is_canceled
+                source, probability_path, pixels, shape, transform, scaled(progress, 0.5, 0.9), is_canceled
             )
             check_canceled(is_canceled)
             progress(0.9, f"writing {len(geoms)} polygons")
@@ -179,6 +179,7 @@ def _parts(geom: Any) -> list[Any]:
 
 
 def _probability_stats(
+    mask_path: str | os.PathLike[str],
     probability_path: str | os.PathLike[str],
     pixels: np.ndarray,
     shape: tuple[int, int],
@@ -186,48 +187,24 @@ def _probability_stats(
     progress: ProgressFn,
     is_canceled: CancelFn,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and max probability in [0, 1] over each polygon's pixels, reading row strips."""
-    count = len(pixels)
-    sums = np.zeros(count + 1, dtype=np.float64)
-    hits = np.zeros(count + 1, dtype=np.float64)
-    maxes = np.zeros(count + 1, dtype=np.float64)
-    if count == 0:
-        return sums[1:], maxes[1:]
-    bounds = shapely.bounds(pixels)  # xmin, ymin, xmax, ymax
-    inverse = ~transform
-    rows_a = inverse * (bounds[:, 0], bounds[:, 3])
-    rows_b = inverse * (bounds[:, 2], bounds[:, 1])
-    top = np.floor(np.minimum(rows_a[1], rows_b[1])).astype(np.int64)
-    bottom = np.ceil(np.maximum(rows_a[1], rows_b[1])).astype(np.int64)
-    height, width = shape
+    """Mean and max probability in [0, 1] over each pixel-exact polygon's pixels.
+
+    Each polygon is one 4-connected region of the mask; an interior point finds its region,
+    whose statistics :func:`backend.components.region_stats` streams from the two rasters.
+    """
     with rasterio.open(probability_path) as src:
         if (src.height, src.width) != shape or not src.transform.almost_equals(transform):
             raise RasterError(
                 f"{probability_path} is not on the mask's grid ({shape[1]}x{shape[0]} px, {transform}); "
                 "pass the probability raster written in the same run."
             )
-        scale = 1.0 / 255.0 if np.dtype(src.dtypes[0]).kind in "ui" else 1.0
-        for start in range(0, height, STRIP_ROWS):
-            check_canceled(is_canceled)
-            stop = min(start + STRIP_ROWS, height)
-            inside = np.nonzero((top < stop) & (bottom > start))[0]
-            if len(inside) == 0:
-                continue
-            window = Window(0, start, width, stop - start)  # type: ignore[call-arg]
-            labels = features.rasterize(
-                zip(pixels[inside], inside + 1, strict=True), out_shape=(stop - start, width),
-                transform=window_transform(window, transform), fill=0, dtype="int32",
-            )  # fmt: skip
-            burnt = labels > 0
-            ids = labels[burnt]
-            values = src.read(1, window=window)[burnt].astype(np.float64) * scale
-            sums += np.bincount(ids, weights=values, minlength=count + 1)
-            hits += np.bincount(ids, minlength=count + 1)
-            np.maximum.at(maxes, ids, values)
-            progress(stop / height, "probability statistics")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(hits > 0, sums / np.maximum(hits, 1), np.nan)
-    return means[1:], np.where(hits > 0, maxes, np.nan)[1:]
+    if len(pixels) == 0:
+        return np.zeros(0), np.zeros(0)
+    inside = shapely.get_coordinates(shapely.point_on_surface(pixels))
+    cols, rows = ~transform * (inside[:, 0], inside[:, 1])
+    rows = np.clip(np.floor(rows).astype(np.int64), 0, shape[0] - 1)
+    cols = np.clip(np.floor(cols).astype(np.int64), 0, shape[1] - 1)
+    return region_stats(mask_path, probability_path, rows, cols, progress, is_canceled)
 
 
 def _write_gpkg(
