@@ -7,7 +7,7 @@ The CLI, the QGIS dock widget and the Processing algorithm all build a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +40,7 @@ class DetectParams:
         bands: 1-based band indexes for red, green, blue, applied to both rasters; None picks
             RGB by colour interpretation, else the first three bands.
         batch_size: Tile pairs per forward pass (halved automatically on CUDA out-of-memory).
+        write_preview: Also write preview.png (before | after | change overlay).
     """
 
     before: Path
@@ -58,7 +59,6 @@ class DetectParams:
     bands: tuple[int, ...] | None = None
     batch_size: int = 8
     write_preview: bool = True
-    extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Refuse values that cannot work, naming the value and the fix."""

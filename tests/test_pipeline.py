@@ -131,3 +131,26 @@ def test_progress_runs_from_zero_to_one(tmp_path: Path) -> None:
     )
     assert fractions[0] == 0.0 and fractions[-1] == 1.0
     assert all(b >= a for a, b in itertools.pairwise(fractions))
+
+
+class Position(torch.nn.Module):
+    """Change logit = a linear function of the pixel's position, read from the before image's bands."""
+
+    def forward(self, image_a: torch.Tensor, image_b: torch.Tensor) -> torch.Tensor:
+        col, row = image_a[:, :1] * 255.0, image_a[:, 1:2] * 255.0
+        return 0.05 * (col - 100.0) + 0.03 * (row - 75.0)
+
+
+def test_stitched_tiles_equal_the_function_of_position_without_seams(tmp_path: Path) -> None:
+    rows, cols = np.mgrid[0:150, 0:200]
+    image = np.stack([cols, rows, np.zeros_like(rows)]).astype(np.uint8)
+    before = write_raster(tmp_path / "before.tif", image, transform=utm_transform())
+    after = write_raster(tmp_path / "after.tif", image, transform=utm_transform())
+    loaded = difference_model(tile=64, overlap=16)
+    loaded.model = Position()
+    out = tmp_path / "out"
+    detect(DetectParams(before=before, after=after, out_dir=out, tile=64, overlap=16), loaded=loaded)
+    with rasterio.open(out / "probability.tif") as src:
+        probability = src.read(1).astype(np.float64)
+    expected = 255.0 / (1.0 + np.exp(-(0.05 * (cols - 100.0) + 0.03 * (rows - 75.0))))
+    assert np.abs(probability - expected).max() <= 0.5 + 1e-6  # uint8 rounding only: no seams, no shifts
