@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--batch-size", type=int, default=8, help="tile pairs per forward pass")
     detect.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax in the before raster's CRS")
     detect.add_argument("--bands", type=_bands, help="red,green,blue band numbers, e.g. 1,2,3 or 4,3,2")
+    detect.add_argument(
+        "--probability-dtype", default="uint8", choices=["uint8", "float16"], help="probability.tif data type"
+    )
     detect.add_argument("--no-preview", action="store_true", help="do not write preview.png")
     detect.add_argument("--json-progress", action="store_true", help="print JSON lines instead of a progress bar")
     detect.set_defaults(handler=_cmd_detect)
@@ -105,6 +108,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         bands=args.bands,
         batch_size=args.batch_size,
         write_preview=not args.no_preview,
+        probability_dtype=args.probability_dtype,
     )
     cancel = _install_cancel_handlers()
     if args.json_progress:

@@ -14,6 +14,7 @@ from typing import Literal
 from backend.errors import InputError
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
+ProbabilityDtype = Literal["uint8", "float16"]
 Extent = tuple[float, float, float, float]
 
 
@@ -41,6 +42,7 @@ class DetectParams:
             RGB by colour interpretation, else the first three bands.
         batch_size: Tile pairs per forward pass (halved automatically on CUDA out-of-memory).
         write_preview: Also write preview.png (before | after | change overlay).
+        probability_dtype: probability.tif as uint8 (round(p * 255)) or float16 (p itself).
     """
 
     before: Path
@@ -59,6 +61,7 @@ class DetectParams:
     bands: tuple[int, ...] | None = None
     batch_size: int = 8
     write_preview: bool = True
+    probability_dtype: ProbabilityDtype = "uint8"
 
     def __post_init__(self) -> None:
         """Refuse values that cannot work, naming the value and the fix."""
@@ -94,5 +97,7 @@ class DetectParams:
             raise InputError(
                 f"bands={self.bands} must be three 1-based band numbers for red, green, blue, e.g. --bands 1,2,3."
             )
+        if self.probability_dtype not in ("uint8", "float16"):
+            raise InputError(f"probability_dtype={self.probability_dtype!r} is not one of uint8, float16.")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise InputError(f"device={self.device!r} is not one of auto, cpu, cuda, mps.")

@@ -104,7 +104,7 @@ def detect(
             progress(0.0, f"{len(tiles)} tiles on {device}")
             predictor = Predictor(loaded.model, card.mean, card.std, device, params.batch_size, params.prompts)
             with (
-                probability_writer(staging / "probability.tif", grid) as prob_out,
+                probability_writer(staging / "probability.tif", grid, params.probability_dtype) as prob_out,
                 mask_writer(staging / "mask.tif", grid) as mask_out,
             ):
 

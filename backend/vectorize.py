@@ -128,7 +128,7 @@ def vectorize(
         partial.unlink(missing_ok=True)
         raise
     total = float(areas.sum())
-    _log.info("vectorize: %d polygons, %.1f m² -> %s", len(geoms), total, out)
+    _log.debug("vectorize: %d polygons, %.1f m² -> %s", len(geoms), total, out)
     progress(1.0, f"{len(geoms)} change polygons")
     return VectorizeResult(count=len(geoms), area_m2=total, path=out)
 

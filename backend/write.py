@@ -236,7 +236,7 @@ class AtomicGeoTiff:
             raise OutputError(
                 f"Cannot finish {self.path}: {exc}. Check free disk space or choose another --out."
             ) from exc
-        _log.info("wrote %s", self.path)
+        _log.debug("wrote %s", self.path)
 
     def abort(self) -> None:
         """Close and delete the partial file; the final path is left untouched."""

@@ -196,3 +196,35 @@ def test_doctor_reports_versions() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("torch", "open_clip", "rasterio", "GDAL", "qgis.core"):
         assert name in result.stdout
+
+
+def test_models_and_info(tmp_path: Path) -> None:
+    from backend.model import build_card, create_model, save_model
+
+    listing = run_cli("models", timeout=120)
+    assert listing.returncode == 0
+    assert {"changeclip-small", "changeclip-rn50", "changeclip-vit-b16", "zeroshot-vit-b16"} <= {
+        line.split()[0] for line in listing.stdout.splitlines() if line.strip()
+    }
+    model = create_model("changeclip-small")
+    path = tmp_path / "small.safetensors"
+    save_model(model, build_card(model, threshold=0.4, default_prompts=["building"]), path)
+    info = run_cli("info", path, timeout=120)
+    assert info.returncode == 0, info.stderr
+    card = json.loads(info.stdout)
+    assert card["threshold"] == 0.4 and card["default_prompts"] == ["building"] and card["tile_size"] == 256
+
+
+def test_detect_with_a_saved_model_file(tmp_path: Path, pair: tuple[Path, Path]) -> None:
+    from backend.model import build_card, create_model, save_model
+
+    model = create_model("changeclip-small")
+    path = tmp_path / "small.safetensors"
+    save_model(model, build_card(model, threshold=0.3), path)
+    out = tmp_path / "out"
+    result = run_cli(
+        "detect", "--json-progress", "--before", pair[0], "--after", pair[1], "--out", out, "--model", path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    done = events(result.stdout)[-1]
+    assert done["event"] == "done" and done["threshold"] == 0.3 and "small.safetensors" in str(done["model"])

@@ -154,3 +154,16 @@ def test_stitched_tiles_equal_the_function_of_position_without_seams(tmp_path: P
         probability = src.read(1).astype(np.float64)
     expected = 255.0 / (1.0 + np.exp(-(0.05 * (cols - 100.0) + 0.03 * (rows - 75.0))))
     assert np.abs(probability - expected).max() <= 0.5 + 1e-6  # uint8 rounding only: no seams, no shifts
+
+
+def test_float16_probability(tmp_path: Path) -> None:
+    before, after = square_pair(tmp_path, nodata_cols=30)
+    out = tmp_path / "out"
+    params = DetectParams(before=before, after=after, out_dir=out, probability_dtype="float16")
+    detect(params, loaded=difference_model())
+    with rasterio.open(out / "probability.tif") as src:
+        # GDAL 3.6 has no Float16 type: half floats are a Float32 band stored with NBITS=16.
+        assert src.dtypes[0] == "float32" and src.tags(1, ns="IMAGE_STRUCTURE").get("NBITS") == "16"
+        probability = src.read(1)
+    assert probability[60, 70] == pytest.approx(1 / (1 + np.exp(-(20 * 200 / 255 - 2))), abs=1e-3)
+    assert np.isnan(probability[:, :30]).all()
