@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -228,3 +229,29 @@ def test_detect_with_a_saved_model_file(tmp_path: Path, pair: tuple[Path, Path])
     assert result.returncode == 0, result.stdout + result.stderr
     done = events(result.stdout)[-1]
     assert done["event"] == "done" and done["threshold"] == 0.3 and "small.safetensors" in str(done["model"])
+
+
+def test_sigterm_cancels_cleanly(tmp_path: Path) -> None:
+    """The plugin cancels a run with SIGTERM: the engine stops, reports it, and leaves no outputs."""
+    from backend.synthetic import generate_pair
+
+    generated = generate_pair(tmp_path / "inputs", size=1536)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    args = ["detect", "--json-progress", "--before", generated.before, "--after", generated.after, "--out", out]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backend", *map(str, args), "--batch-size", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT, env=env,
+    )  # fmt: skip
+    assert process.stdout is not None
+    seen: list[dict[str, object]] = []
+    for line in process.stdout:
+        seen.append(json.loads(line))
+        if seen[-1]["event"] == "progress" and float(seen[-1]["fraction"]) > 0.05:  # type: ignore[arg-type]
+            process.send_signal(signal.SIGTERM)
+            break
+    rest, _ = process.communicate(timeout=120)
+    seen.extend(events(rest))
+    assert process.returncode == 130
+    assert seen[-1]["event"] == "error" and seen[-1]["kind"] == "canceled"
+    assert not out.exists()

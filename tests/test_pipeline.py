@@ -167,3 +167,26 @@ def test_float16_probability(tmp_path: Path) -> None:
         probability = src.read(1)
     assert probability[60, 70] == pytest.approx(1 / (1 + np.exp(-(20 * 200 / 255 - 2))), abs=1e-3)
     assert np.isnan(probability[:, :30]).all()
+
+
+def test_geographic_rasters_give_geodesic_areas(tmp_path: Path) -> None:
+    """A before raster in EPSG:4326: polygons stay in degrees, areas come out in m² on the ellipsoid."""
+    from pyproj import Geod
+    from rasterio.transform import from_origin
+
+    transform = from_origin(5.0, 50.0, 0.0001, 0.0001)  # ~7 x 11 m pixels at 50°N
+    before = np.full((3, 150, 200), 50, dtype=np.uint8)
+    after = before.copy()
+    after[:, 50:80, 60:100] = 250
+    a = write_raster(tmp_path / "before.tif", before, crs="EPSG:4326", transform=transform)
+    b = write_raster(tmp_path / "after.tif", after, crs="EPSG:4326", transform=transform)
+    out = tmp_path / "out"
+    result = detect(DetectParams(before=a, after=b, out_dir=out), loaded=difference_model())
+    lon0, lat0 = 5.0 + 60 * 0.0001, 50.0 - 50 * 0.0001
+    lons = [lon0, lon0 + 0.004, lon0 + 0.004, lon0, lon0]
+    lats = [lat0, lat0, lat0 - 0.003, lat0 - 0.003, lat0]
+    truth = abs(Geod(ellps="WGS84").polygon_area_perimeter(lons, lats)[0])
+    assert result.polygons == 1
+    assert result.changed_area_m2 == pytest.approx(truth, rel=1e-4)
+    _, _, geometry, _ = pyogrio.raw.read(out / "changes.gpkg")
+    assert from_wkb(geometry[0]).bounds == pytest.approx((lon0, lat0 - 0.003, lon0 + 0.004, lat0))
