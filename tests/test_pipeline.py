@@ -190,3 +190,48 @@ def test_geographic_rasters_give_geodesic_areas(tmp_path: Path) -> None:
     assert result.changed_area_m2 == pytest.approx(truth, rel=1e-4)
     _, _, geometry, _ = pyogrio.raw.read(out / "changes.gpkg")
     assert from_wkb(geometry[0]).bounds == pytest.approx((lon0, lat0 - 0.003, lon0 + 0.004, lat0))
+
+
+def test_an_after_raster_in_web_mercator_lands_on_the_before_grid(tmp_path: Path) -> None:
+    """After raster in EPSG:3857, another resolution and origin: the new square's polygon lands where it is."""
+    from rasterio.transform import from_origin
+    from rasterio.warp import transform as warp_points
+    from rasterio.warp import transform_bounds
+
+    before = write_raster(tmp_path / "before.tif", np.full((3, 150, 200), 50, np.uint8), transform=utm_transform())
+    west, south, east, north = transform_bounds("EPSG:32631", "EPSG:3857", UTM_X0, UTM_Y0 - 1500, UTM_X0 + 2000, UTM_Y0)
+    res = 7.0
+    width, height = int((east - west) / res) + 1, int((north - south) / res) + 1
+    transform = from_origin(west - 3.3, north + 2.1, res, res)
+    cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    xs, ys = transform * (cols, rows)
+    ux, uy = (np.asarray(v).reshape(xs.shape) for v in warp_points("EPSG:3857", "EPSG:32631", xs.ravel(), ys.ravel()))
+    inside = (ux >= UTM_X0 + 600) & (ux < UTM_X0 + 1000) & (uy <= UTM_Y0 - 500) & (uy > UTM_Y0 - 800)
+    after_data = np.where(inside, 250, 50).astype(np.uint8)
+    after = write_raster(tmp_path / "after.tif", np.stack([after_data] * 3), crs="EPSG:3857", transform=transform)
+    out = tmp_path / "out"
+    result = detect(DetectParams(before=before, after=after, out_dir=out), loaded=difference_model())
+    assert result.polygons == 1
+    _, _, geometry, _ = pyogrio.raw.read(out / "changes.gpkg")
+    xmin, ymin, xmax, ymax = from_wkb(geometry[0]).bounds
+    expected = (UTM_X0 + 600, UTM_Y0 - 800, UTM_X0 + 1000, UTM_Y0 - 500)
+    assert (xmin, ymin, xmax, ymax) == pytest.approx(expected, abs=10.0)  # within one 10 m output pixel
+    assert result.changed_area_m2 == pytest.approx(120_000.0, rel=0.05)
+
+
+def test_uint16_multiband_with_explicit_bands(tmp_path: Path) -> None:
+    """A 4-band uint16 scene in B, G, R, NIR order, with --bands 3,2,1, stretched per image."""
+    rng = np.random.default_rng(5)
+    before = rng.integers(800, 1200, size=(4, 150, 200), dtype=np.uint16)
+    after = before.copy()
+    after[2, 50:80, 60:100] = 4000  # red (band 3) brightens where something was built
+    a = write_raster(tmp_path / "before.tif", before, transform=utm_transform())
+    b = write_raster(tmp_path / "after.tif", after, transform=utm_transform())
+    out = tmp_path / "out"
+    result = detect(DetectParams(before=a, after=b, out_dir=out, bands=(3, 2, 1)), loaded=difference_model())
+    assert result.polygons >= 1
+    _, _, geometry, fields = pyogrio.raw.read(out / "changes.gpkg")
+    biggest = int(np.argmax(fields[1]))
+    assert from_wkb(geometry[biggest]).bounds == pytest.approx(
+        (UTM_X0 + 600, UTM_Y0 - 800, UTM_X0 + 1000, UTM_Y0 - 500)
+    )
