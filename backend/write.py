@@ -201,14 +201,19 @@ class AtomicGeoTiff:
             valid = np.concatenate([v for v in masks if v is not None], axis=0)
         cut = data.shape[-2] if upto is None else upto - self._pending_start
         window = Window(0, self._pending_start, self.width, cut)  # type: ignore[call-arg]
-        self._dataset.write(data[:, :cut], window=window)
-        if self.internal_mask:
-            full = np.ones((cut, self.width), dtype=bool) if valid is None else valid[:cut]
-            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-                self._dataset.write_mask(full.astype(np.uint8) * 255, window=window)
-        self._rows_since_reopen += cut
-        if self.internal_mask and self._rows_since_reopen >= _REOPEN_ROWS:
-            self._reopen()
+        try:
+            self._dataset.write(data[:, :cut], window=window)
+            if self.internal_mask:
+                full = np.ones((cut, self.width), dtype=bool) if valid is None else valid[:cut]
+                with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+                    self._dataset.write_mask(full.astype(np.uint8) * 255, window=window)
+            self._rows_since_reopen += cut
+            if self.internal_mask and self._rows_since_reopen >= _REOPEN_ROWS:
+                self._reopen()
+        except (OSError, RasterioError) as exc:
+            raise OutputError(
+                f"Cannot write {self.path}: {exc}. Check free disk space or choose another --out."
+            ) from exc
         rest = data.shape[-2] - cut
         self._pending = [] if rest == 0 else [(data[:, cut:].copy(), None if valid is None else valid[cut:].copy())]
         self._pending_start += cut
