@@ -93,7 +93,19 @@ def write_preview(pair: OverviewReader, mask_path: Path, out_path: Path, max_sid
 
 
 def _to_rgb(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Float (3, h, w) in [0, 1] to uint8 (h, w, 3); nodata shown light grey."""
-    rgb = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).transpose(1, 2, 0).copy()
+    """Float (3, h, w) in [0, 1] to uint8 (h, w, 3) with a 1-99 % display stretch; nodata light grey.
+
+    The stretch is for the eye only (the model saw the data unstretched): raw 8-bit satellite
+    images are often dark and flat.
+    """
+    shown = np.array(image, dtype=np.float32)
+    for band in shown:
+        values = band[valid]
+        if values.size:
+            low, high = np.percentile(values, [1.0, 99.0])
+            if high > low:
+                band -= low
+                band /= high - low
+    rgb = (np.clip(shown, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).transpose(1, 2, 0).copy()
     rgb[~valid] = 220
     return rgb
