@@ -235,3 +235,19 @@ def test_uint16_multiband_with_explicit_bands(tmp_path: Path) -> None:
     assert from_wkb(geometry[biggest]).bounds == pytest.approx(
         (UTM_X0 + 600, UTM_Y0 - 800, UTM_X0 + 1000, UTM_Y0 - 500)
     )
+
+
+def test_preview_shows_before_after_and_the_change_in_red(tmp_path: Path) -> None:
+    from PIL import Image
+
+    before, after = square_pair(tmp_path)
+    out = tmp_path / "out"
+    detect(DetectParams(before=before, after=after, out_dir=out), loaded=difference_model())
+    preview = np.asarray(Image.open(out / "preview.png").convert("RGB")).astype(int)
+    assert preview.shape == (150, 3 * 200 + 2 * 8, 3)  # small grids are shown at full resolution
+    overlay = preview[:, 2 * (200 + 8) :]
+    red = (overlay[..., 0] > 150) & (overlay[..., 0] - overlay[..., 1] > 80) & (overlay[..., 0] - overlay[..., 2] > 80)
+    expected = np.zeros((150, 200), dtype=bool)
+    expected[50:80, 60:100] = True
+    np.testing.assert_array_equal(red, expected)
+    assert (preview[55, 200 + 8 + 70] > 200).all() and (preview[55, 70] < 100).all()  # the square is new
