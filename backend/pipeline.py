@@ -185,12 +185,17 @@ def _make_staging(out_dir: Path) -> tuple[Path, bool]:
 
 
 def _publish(staging: Path, out_dir: Path) -> dict[str, Path]:
-    """Move the finished outputs from the staging folder into ``out_dir``."""
+    """Move the finished outputs from the staging folder into ``out_dir``.
+
+    An output this run did not make (preview.png with ``write_preview=False``) is removed from
+    ``out_dir``, so the folder never mixes two runs.
+    """
     outputs: dict[str, Path] = {}
     for name in OUTPUT_NAMES:
-        source = staging / name
+        source, target = staging / name, out_dir / name
         if source.exists():
-            target = out_dir / name
             source.replace(target)
             outputs[name.split(".")[0]] = target
+        else:
+            target.unlink(missing_ok=True)
     return outputs

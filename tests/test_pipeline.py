@@ -251,3 +251,14 @@ def test_preview_shows_before_after_and_the_change_in_red(tmp_path: Path) -> Non
     expected[50:80, 60:100] = True
     np.testing.assert_array_equal(red, expected)
     assert (preview[55, 200 + 8 + 70] > 200).all() and (preview[55, 70] < 100).all()  # the square is new
+
+
+def test_a_rerun_without_preview_leaves_no_stale_preview(tmp_path: Path) -> None:
+    before, after = square_pair(tmp_path)
+    out = tmp_path / "out"
+    detect(DetectParams(before=before, after=after, out_dir=out), loaded=difference_model())
+    assert (out / "preview.png").exists()
+    result = detect(
+        DetectParams(before=before, after=after, out_dir=out, write_preview=False), loaded=difference_model()
+    )
+    assert "preview" not in result.outputs and not (out / "preview.png").exists()
