@@ -151,7 +151,7 @@ def gdal_cache_bytes(*paths: str | os.PathLike[str]) -> int:
 
 
 def polygon_areas_m2(geoms: np.ndarray, crs: Any) -> np.ndarray:
-    """Return the area of each polygon in m²: geodesic for geographic CRSs, planar otherwise."""
+    """Return the area of each polygon on the ellipsoid, in m², whatever the CRS."""
     if len(geoms) == 0:
         return np.zeros(0, dtype=np.float64)
     if crs is None:
@@ -169,8 +169,16 @@ def polygon_areas_m2(geoms: np.ndarray, crs: Any) -> np.ndarray:
             [sum(ring_area(p.exterior) - sum(ring_area(h) for h in p.interiors) for p in _parts(g)) for g in geoms],
             dtype=np.float64,
         )
+    # Projected: planar area in m², divided by the projection's areal scale at each polygon's
+    # centroid, so the result is the area on the ellipsoid (Web Mercator inflates area by
+    # 1/cos²(latitude); UTM by up to 0.1 %).
     factor = pcrs.axis_info[0].unit_conversion_factor if pcrs.axis_info else 1.0
-    return np.asarray(shapely.area(geoms), dtype=np.float64) * factor * factor
+    planar = np.asarray(shapely.area(geoms), dtype=np.float64) * factor * factor
+    centroids = shapely.get_coordinates(shapely.centroid(geoms))
+    to_geodetic = pyproj.Transformer.from_crs(pcrs, pcrs.geodetic_crs, always_xy=True)
+    lon, lat = to_geodetic.transform(centroids[:, 0], centroids[:, 1])
+    scale = np.asarray(pyproj.Proj(pcrs).get_factors(lon, lat).areal_scale, dtype=np.float64)
+    return planar / scale
 
 
 def _parts(geom: Any) -> list[Any]:

@@ -16,6 +16,8 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.transform import from_origin
 
 UTM31 = "EPSG:32631"
+# UTM scales its central meridian by k0 = 0.9996, so areas there are planar / 0.9996² on the ground.
+UTM_AREAL = 0.9996**2
 # A 10 m UTM 31N grid origin in northern France; every test raster starts near here.
 UTM_X0 = 500_000.0
 UTM_Y0 = 5_500_000.0

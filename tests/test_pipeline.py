@@ -17,7 +17,7 @@ from backend.errors import CanceledError
 from backend.model_source import LoadedModel
 from backend.params import DetectParams
 from backend.pipeline import OUTPUT_NAMES, detect
-from tests.rasters import UTM_X0, UTM_Y0, utm_transform, write_raster
+from tests.rasters import UTM_AREAL, UTM_X0, UTM_Y0, utm_transform, write_raster
 
 
 class Difference(torch.nn.Module):
@@ -53,11 +53,11 @@ def test_a_new_square_becomes_one_polygon_at_the_right_place(tmp_path: Path) -> 
     result = detect(DetectParams(before=before, after=after, out_dir=out), loaded=difference_model())
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_NAMES)
     assert result.polygons == 1
-    assert result.changed_area_m2 == pytest.approx(40 * 30 * 100.0)
+    assert result.changed_area_m2 == pytest.approx(40 * 30 * 100.0 / UTM_AREAL, rel=1e-6)  # on the ellipsoid
     _, _, geometry, fields = pyogrio.raw.read(out / "changes.gpkg")
     polygon = from_wkb(geometry[0])
     assert polygon.bounds == pytest.approx((UTM_X0 + 600, UTM_Y0 - 800, UTM_X0 + 1000, UTM_Y0 - 500))
-    assert fields[1][0] == pytest.approx(120_000.0)  # area_m2
+    assert fields[1][0] == pytest.approx(120_000.0 / UTM_AREAL, rel=1e-6)  # area_m2
     with rasterio.open(out / "mask.tif") as src:
         mask = src.read(1)
         assert src.crs.to_epsg() == 32631 and src.transform == utm_transform()

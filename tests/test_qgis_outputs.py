@@ -8,7 +8,7 @@ import pytest
 
 from backend.params import DetectParams
 from backend.pipeline import detect
-from tests.rasters import UTM_X0, UTM_Y0
+from tests.rasters import UTM_AREAL, UTM_X0, UTM_Y0
 from tests.test_pipeline import difference_model, square_pair
 
 qgis_core = pytest.importorskip("qgis.core", reason="QGIS (python3-qgis) is not installed")
@@ -43,7 +43,9 @@ def test_outputs_load_in_qgis(tmp_path: Path, qgis_new_project: None) -> None:
     feature = features[0]
     assert {f.name() for f in changes.fields()} >= {"id", "area_m2", "mean_prob", "max_prob"}
     assert feature.geometry().area() == pytest.approx(120_000.0)
-    assert feature["area_m2"] == pytest.approx(120_000.0)
+    assert feature["area_m2"] == pytest.approx(
+        120_000.0 / UTM_AREAL, rel=1e-6
+    )  # ellipsoidal; the CRS planar area is 120,000
     assert 0.5 < feature["mean_prob"] <= feature["max_prob"] <= 1.0
 
 
@@ -61,4 +63,4 @@ def test_qgis_polygonize_agrees_with_ours(tmp_path: Path, qgis_processing: None)
     layer = qgis_core.QgsVectorLayer(polygons, "qgis", "ogr")
     changed = [f for f in layer.getFeatures() if f["DN"] == 1]
     assert len(changed) == result.polygons
-    assert sum(f.geometry().area() for f in changed) == pytest.approx(result.changed_area_m2)
+    assert sum(f.geometry().area() for f in changed) == pytest.approx(result.changed_area_m2 * UTM_AREAL, rel=1e-6)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pyogrio
+import pyproj
 import pytest
 import rasterio
 import shapely
@@ -16,9 +17,10 @@ from scipy import ndimage
 from backend import vectorize as vectorize_module
 from backend.errors import CanceledError, InputError, RasterError
 from backend.vectorize import FIELDS, clean_mask, clean_mask_file, vectorize
+from tests.rasters import UTM_AREAL
 
 UTM = "EPSG:32633"
-UTM_TRANSFORM = from_origin(500000.0, 6000000.0, 10.0, 10.0)
+UTM_TRANSFORM = from_origin(500000.0, 6000000.0, 10.0, 10.0)  # on the central meridian
 
 
 def _write(path, array, crs=UTM, transform=UTM_TRANSFORM, nodata=None):
@@ -57,7 +59,7 @@ def test_square_with_hole_in_utm(tmp_path):
     out = tmp_path / "out" / "changes.gpkg"
     result = vectorize(mask_path, prob_path, out)
     assert result.count == 1 and result.path == out
-    assert result.area_m2 == pytest.approx((400 - 25) * 100.0, abs=1e-6)
+    assert result.area_m2 == pytest.approx((400 - 25) * 100.0 / UTM_AREAL, rel=1e-6)
     meta, geoms, fields = _read(out)
     assert meta["geometry_type"] == "Polygon"
     assert list(meta["fields"]) == FIELDS
@@ -66,7 +68,7 @@ def test_square_with_hole_in_utm(tmp_path):
     assert len(polygon.interiors) == 1
     assert shapely.Polygon(polygon.interiors[0]).bounds == pytest.approx((500100.0, 5999800.0, 500150.0, 5999850.0))
     assert fields["id"].tolist() == [1]
-    assert fields["area_m2"][0] == pytest.approx(37500.0)
+    assert fields["area_m2"][0] == pytest.approx(37500.0 / UTM_AREAL, rel=1e-6)
     assert fields["mean_prob"][0] == pytest.approx(200 / 255)
     assert fields["max_prob"][0] == pytest.approx(200 / 255)
 
@@ -115,7 +117,14 @@ def test_projected_units_other_than_metres(tmp_path):
     transform = from_origin(1_000_000.0, 200_000.0, 10.0, 10.0)
     mask_path, prob_path = _inputs(tmp_path, mask, crs="EPSG:2263", transform=transform)
     result = vectorize(mask_path, prob_path, tmp_path / "c.gpkg")
-    assert result.area_m2 == pytest.approx(12 * 100 * (1200 / 3937) ** 2, rel=1e-9)
+    # Truth on the ellipsoid: the rectangle's corners in lon/lat, measured geodesically.
+    to_lonlat = pyproj.Transformer.from_crs("EPSG:2263", "EPSG:4326", always_xy=True)
+    xs = [1_000_020.0, 1_000_060.0, 1_000_060.0, 1_000_020.0]
+    ys = [199_980.0, 199_980.0, 199_950.0, 199_950.0]
+    lon, lat = to_lonlat.transform(xs, ys)
+    truth = abs(pyproj.Geod(ellps="GRS80").polygon_area_perimeter(lon, lat)[0])
+    assert pytest.approx(truth, rel=1e-3) == 12 * 100 * (1200 / 3937) ** 2  # the state plane barely distorts here
+    assert result.area_m2 == pytest.approx(truth, rel=1e-5)
 
 
 def test_min_area_filters_small_polygons(tmp_path):
@@ -125,7 +134,7 @@ def test_min_area_filters_small_polygons(tmp_path):
     mask_path, prob_path = _inputs(tmp_path, mask)
     assert vectorize(mask_path, prob_path, tmp_path / "all.gpkg").count == 2
     result = vectorize(mask_path, prob_path, tmp_path / "big.gpkg", min_area=1000.0)
-    assert result.count == 1 and result.area_m2 == pytest.approx(10000.0)
+    assert result.count == 1 and result.area_m2 == pytest.approx(10000.0 / UTM_AREAL, rel=1e-6)
     _, _, fields = _read(tmp_path / "big.gpkg")
     assert fields["id"].tolist() == [1]
 
@@ -136,7 +145,7 @@ def test_nodata_is_never_polygonised(tmp_path):
     mask[20:25, :] = 0
     mask_path, prob_path = _inputs(tmp_path, mask)
     result = vectorize(mask_path, prob_path, tmp_path / "c.gpkg")
-    assert result.count == 1 and result.area_m2 == pytest.approx(2500.0)
+    assert result.count == 1 and result.area_m2 == pytest.approx(2500.0 / UTM_AREAL, rel=1e-6)
 
 
 def test_empty_mask_gives_an_empty_layer_with_fields(tmp_path):
@@ -276,3 +285,19 @@ def test_missing_mask_is_a_raster_error(tmp_path):
     _, prob_path = _inputs(tmp_path, _square_with_hole())
     with pytest.raises(RasterError, match=r"nothere\.tif"):
         vectorize(tmp_path / "nothere.tif", prob_path, tmp_path / "c.gpkg")
+
+
+def test_web_mercator_areas_are_ground_areas(tmp_path):
+    """EPSG:3857 inflates area by about 1/cos²(latitude): 2.7x at 52°N. area_m2 must not."""
+    lat = 52.0
+    _, y0 = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True).transform(5.0, lat)
+    pixel = 10.0 / math.cos(math.radians(lat))  # about 10 m on the ground
+    mask = np.zeros((20, 20), np.uint8)
+    mask[5:15, 5:15] = 1  # about 100 m x 100 m
+    transform = from_origin(556_597.0, y0 + 10 * pixel, pixel, pixel)
+    mask_path, prob_path = _inputs(tmp_path, mask, crs="EPSG:3857", transform=transform)
+    result = vectorize(mask_path, prob_path, tmp_path / "c.gpkg")
+    assert result.area_m2 == pytest.approx(10_000.0, rel=0.01)
+    assert shapely.area(_read(tmp_path / "c.gpkg")[1][0]) == pytest.approx(
+        10_000.0 / math.cos(math.radians(lat)) ** 2, rel=0.01
+    )
