@@ -167,7 +167,8 @@ class RasterPair:
     def _measure(self, src_a: Any, src_b: Any, mode: str, pct: tuple[float, float]) -> tuple[Stretch, Stretch]:
         """Check the overlap has data and measure both stretches from one decimated read of each date."""
         (data_a, valid_a), (data_b, valid_b) = self._decimated(SAMPLE_SIDE)
-        if not (valid_a & valid_b).any():
+        both = valid_a & valid_b  # each date is measured where both have data: the same ground
+        if not both.any():
             raise RasterError(
                 f"{self.before_path} and {self.after_path}: the overlap holds no valid pixels in both dates "
                 f"(extent {fmt_box(self.grid.bounds)}); check their nodata values or choose another extent."
@@ -175,8 +176,8 @@ class RasterPair:
         dtype_a = src_a.dtypes[self.bands_before[0] - 1]
         dtype_b = src_b.dtypes[self.bands_after[0] - 1]
         return (
-            choose_stretch(mode, dtype_a, data_a, valid_a, pct),
-            choose_stretch(mode, dtype_b, data_b, valid_b, pct),
+            choose_stretch(mode, dtype_a, data_a, both, pct),
+            choose_stretch(mode, dtype_b, data_b, both, pct),
         )
 
     def _decimated(self, max_side: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:

@@ -492,3 +492,18 @@ def test_read_overview_is_decimated_and_stretched(tmp_path: Path) -> None:
     assert image_a.shape == image_b.shape == (3, 100, 67) and valid.shape == (100, 67)
     assert image_a.dtype == np.float32
     assert valid.all() and np.allclose(image_a, 50 / 255) and np.allclose(image_b, 200 / 255)
+
+
+def test_stretch_is_measured_where_both_dates_have_data(tmp_path: Path) -> None:
+    """Pixels only one date covers must not move its stretch: both are measured on the same ground."""
+    rng = np.random.default_rng(2)
+    before = rng.integers(1000, 2000, size=(3, 64, 64)).astype(np.uint16)
+    before[:, :, 32:] = 30000  # bright ground that the after raster does not cover
+    after = before.copy()
+    after[:, :, 32:] = 0
+    a = write_raster(tmp_path / "before.tif", before)
+    b = write_raster(tmp_path / "after.tif", after, nodata=0)
+    with RasterPair(a, b) as pair:
+        assert max(pair.stretch_before.high) < 2000 and min(pair.stretch_before.low) >= 1000
+        image_a, image_b, valid = pair.read(Window(0, 0, 32, 64))
+    np.testing.assert_allclose(image_a[:, valid], image_b[:, valid], atol=1e-6)  # same pixels, same values
