@@ -69,8 +69,8 @@ class DetectParams:
             raise InputError(f"threshold={self.threshold} is outside [0, 1]; pass e.g. --threshold 0.5.")
         if self.min_area < 0 or not math.isfinite(self.min_area):
             raise InputError(f"min_area={self.min_area} must be a non-negative number of square metres.")
-        if self.simplify < 0:
-            raise InputError(f"simplify={self.simplify} must be >= 0 (0 keeps pixel edges).")
+        if self.simplify < 0 or not math.isfinite(self.simplify):
+            raise InputError(f"simplify={self.simplify} must be a finite number >= 0 (0 keeps pixel edges).")
         if self.cleanup < 0:
             raise InputError(f"cleanup={self.cleanup} must be a radius in pixels >= 0.")
         if self.tile is not None and (self.tile < 32 or self.tile % 32):
@@ -78,10 +78,6 @@ class DetectParams:
             raise InputError(f"tile={self.tile} must be a multiple of 32 and at least 32 pixels; try --tile {nearest}.")
         if self.overlap is not None and self.overlap < 0:
             raise InputError(f"overlap={self.overlap} must be >= 0 pixels.")
-        if self.tile is not None and self.overlap is not None and self.overlap >= self.tile // 2:
-            raise InputError(
-                f"overlap={self.overlap} must be less than half the tile ({self.tile}); try --overlap {self.tile // 4}."
-            )
         if self.batch_size < 1:
             raise InputError(f"batch_size={self.batch_size} must be >= 1.")
         if self.extent is not None:
@@ -101,3 +97,16 @@ class DetectParams:
             raise InputError(f"probability_dtype={self.probability_dtype!r} is not one of uint8, float16.")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise InputError(f"device={self.device!r} is not one of auto, cpu, cuda, mps.")
+
+    def resolve_tiling(self, card_tile: int, card_overlap: int) -> tuple[int, int]:
+        """Tile size and overlap for this run: the user's, else the model card's.
+
+        A tile smaller than the card's keeps at most a quarter of it as overlap unless the user
+        set one. The overlap must stay under half the tile, so every pixel has a tile that sees
+        it away from the tile's edges.
+        """
+        tile = self.tile or card_tile
+        overlap = self.overlap if self.overlap is not None else min(card_overlap, tile // 4)
+        if overlap >= tile // 2:
+            raise InputError(f"--overlap {overlap} must be less than half of --tile {tile}; try --overlap {tile // 4}.")
+        return tile, overlap

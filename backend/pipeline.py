@@ -83,8 +83,7 @@ def detect(
     ):
         loaded = loaded or model_source.resolve(params.model, device)
         card = loaded.card
-        tile = params.tile or card.tile_size
-        overlap = params.overlap if params.overlap is not None else card.overlap
+        tile, overlap = params.resolve_tiling(card.tile_size, card.overlap)
         threshold = params.threshold if params.threshold is not None else card.threshold
         grid = pair.grid
         tiles = tile_grid(grid.height, grid.width, tile, overlap)

@@ -13,7 +13,7 @@ import rasterio
 import torch
 from shapely import from_wkb
 
-from backend.errors import CanceledError
+from backend.errors import CanceledError, InputError
 from backend.model_source import LoadedModel
 from backend.params import DetectParams
 from backend.pipeline import OUTPUT_NAMES, detect
@@ -262,3 +262,18 @@ def test_a_rerun_without_preview_leaves_no_stale_preview(tmp_path: Path) -> None
         DetectParams(before=before, after=after, out_dir=out, write_preview=False), loaded=difference_model()
     )
     assert "preview" not in result.outputs and not (out / "preview.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("tile", "overlap", "expected"),
+    [(None, None, (64, 16)), (32, None, (32, 8)), (128, None, (128, 16)), (64, 0, (64, 0))],
+)
+def test_tiling_comes_from_the_user_then_the_card(tile, overlap, expected) -> None:  # type: ignore[no-untyped-def]
+    params = DetectParams(before=Path("a.tif"), after=Path("b.tif"), out_dir=Path("o"), tile=tile, overlap=overlap)
+    assert params.resolve_tiling(64, 16) == expected
+
+
+def test_an_overlap_of_half_the_tile_is_refused_naming_both_options() -> None:
+    params = DetectParams(before=Path("a.tif"), after=Path("b.tif"), out_dir=Path("o"), tile=64, overlap=32)
+    with pytest.raises(InputError, match=r"--overlap 32 must be less than half of --tile 64; try --overlap 16"):
+        params.resolve_tiling(256, 64)
