@@ -20,7 +20,7 @@ from typing import Any, Self
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
@@ -58,14 +58,20 @@ class _View:
         width, height = int(window.width), int(window.height)
         inside = col >= 0 and row >= 0 and col + width <= ds.width and row + height <= ds.height
         h, w = out_shape if out_shape is not None else (height, width)
-        arr = ds.read(
-            self.indexes,
-            window=Window(col, row, width, height),
-            out_shape=(len(self.indexes), h, w),
-            masked=True,
-            boundless=not inside,
-            resampling=Resampling.nearest,
-        )
+        try:
+            arr = ds.read(
+                self.indexes,
+                window=Window(col, row, width, height),
+                out_shape=(len(self.indexes), h, w),
+                masked=True,
+                boundless=not inside,
+                resampling=Resampling.nearest,
+            )
+        except RasterioError as err:
+            raise RasterError(
+                f"Reading {ds.name} failed at pixels col {col}, row {row}, {width}x{height} ({err}); "
+                f"the file may be truncated or corrupt: check it with gdalinfo -checksum {ds.name}."
+            ) from err
         raw = np.asarray(arr.data)
         data = raw[:3].astype(np.float32)
         mask = np.broadcast_to(np.asarray(arr.mask, dtype=bool), raw.shape)

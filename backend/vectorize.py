@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pyogrio
+import pyogrio.errors
 import pyproj
 import rasterio
 import shapely
@@ -31,7 +32,7 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from backend.components import region_stats
-from backend.errors import InputError, RasterError
+from backend.errors import InputError, OutputError, RasterError
 from backend.progress import CancelFn, ProgressFn, check_canceled, never_canceled, no_progress, scaled
 from backend.write import MASK_NODATA, AtomicGeoTiff, ensure_writable_folder
 
@@ -122,7 +123,10 @@ def vectorize(
             )
             check_canceled(is_canceled)
             progress(0.9, f"writing {len(geoms)} polygons")
-            _write_gpkg(partial, geoms, areas, mean_prob, max_prob, crs, layer)
+            try:
+                _write_gpkg(partial, geoms, areas, mean_prob, max_prob, crs, layer)
+            except (OSError, pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
+                raise OutputError(f"Cannot write {out}: {exc}. Check free disk space or choose another --out.") from exc
         partial.replace(out)
     except BaseException:
         partial.unlink(missing_ok=True)

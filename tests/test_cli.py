@@ -255,3 +255,16 @@ def test_sigterm_cancels_cleanly(tmp_path: Path) -> None:
     assert process.returncode == 130
     assert seen[-1]["event"] == "error" and seen[-1]["kind"] == "canceled"
     assert not out.exists()
+
+
+def test_a_truncated_raster_is_reported_not_a_crash(tmp_path: Path, pair: tuple[Path, Path]) -> None:
+    rng = np.random.default_rng(1)
+    big = write_raster(
+        tmp_path / "big.tif", rng.integers(0, 255, (3, 96, 96), dtype=np.uint8), transform=utm_transform()
+    )
+    data = big.read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[: len(data) // 2])  # the header survives, the pixels do not
+    out = tmp_path / "out"
+    result = run_cli("detect", "--before", pair[0], "--after", cut, "--out", out)
+    assert_refused(result, out, "cut.tif")
