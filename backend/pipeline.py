@@ -184,17 +184,34 @@ def _make_staging(out_dir: Path) -> tuple[Path, bool]:
 
 
 def _publish(staging: Path, out_dir: Path) -> dict[str, Path]:
-    """Move the finished outputs from the staging folder into ``out_dir``.
+    """Replace the outputs in ``out_dir`` with this run's: all of them, or none.
 
-    An output this run did not make (preview.png with ``write_preview=False``) is removed from
-    ``out_dir``, so the folder never mixes two runs.
+    The previous run's files are moved aside into the staging folder first, so an output this
+    run did not make (preview.png with ``write_preview=False``) does not linger, and a failure
+    half-way puts everything back as it was.
     """
-    outputs: dict[str, Path] = {}
     for name in OUTPUT_NAMES:
-        source, target = staging / name, out_dir / name
-        if source.exists():
-            source.replace(target)
-            outputs[name.split(".")[0]] = target
-        else:
-            target.unlink(missing_ok=True)
-    return outputs
+        if (out_dir / name).is_dir():
+            raise OutputError(f"{out_dir / name} is a folder, not a file; remove it or choose another --out.")
+    previous = staging / "previous"
+    previous.mkdir()
+    moved_old: list[str] = []
+    moved_new: list[str] = []
+    try:
+        for name in OUTPUT_NAMES:
+            if (out_dir / name).exists():
+                (out_dir / name).replace(previous / name)
+                moved_old.append(name)
+        for name in OUTPUT_NAMES:
+            if (staging / name).exists():
+                (staging / name).replace(out_dir / name)
+                moved_new.append(name)
+    except OSError as exc:
+        for name in moved_new:
+            (out_dir / name).unlink(missing_ok=True)
+        for name in moved_old:
+            (previous / name).replace(out_dir / name)
+        raise OutputError(
+            f"cannot move the outputs into {out_dir} ({exc}); is a file there open in another program?"
+        ) from exc
+    return {name.split(".")[0]: out_dir / name for name in moved_new}

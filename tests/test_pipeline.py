@@ -13,7 +13,7 @@ import rasterio
 import torch
 from shapely import from_wkb
 
-from backend.errors import CanceledError, InputError
+from backend.errors import CanceledError, InputError, OutputError
 from backend.model_source import LoadedModel
 from backend.params import DetectParams
 from backend.pipeline import OUTPUT_NAMES, detect
@@ -277,3 +277,31 @@ def test_an_overlap_of_half_the_tile_is_refused_naming_both_options() -> None:
     params = DetectParams(before=Path("a.tif"), after=Path("b.tif"), out_dir=Path("o"), tile=64, overlap=32)
     with pytest.raises(InputError, match=r"--overlap 32 must be less than half of --tile 64; try --overlap 16"):
         params.resolve_tiling(256, 64)
+
+
+def test_a_folder_in_the_way_is_refused_before_anything_moves(tmp_path: Path) -> None:
+    before, after = square_pair(tmp_path)
+    out = tmp_path / "out"
+    (out / "mask.tif").mkdir(parents=True)
+    with pytest.raises(OutputError, match=r"mask\.tif is a folder"):
+        detect(DetectParams(before=before, after=after, out_dir=out), loaded=difference_model())
+    assert [p.name for p in out.iterdir()] == ["mask.tif"]
+
+
+def test_a_failure_while_publishing_puts_the_previous_run_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before, after = square_pair(tmp_path)
+    out = tmp_path / "out"
+    detect(DetectParams(before=before, after=after, out_dir=out), loaded=difference_model())
+    previous = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_replace = Path.replace
+
+    def flaky_replace(self: Path, target: Path) -> Path:  # the new mask cannot be moved in
+        if self.name == "mask.tif" and ".clipcd-" in str(self) and "previous" not in str(self):
+            raise PermissionError("the file is open in another program")
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", flaky_replace)
+    params = DetectParams(before=before, after=after, out_dir=out, threshold=0.9)
+    with pytest.raises(OutputError, match="open in another program"):
+        detect(params, loaded=difference_model())
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == previous
