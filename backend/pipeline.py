@@ -106,13 +106,15 @@ def detect(
                 probability_writer(staging / "probability.tif", grid, params.probability_dtype) as prob_out,
                 mask_writer(staging / "mask.tif", grid) as mask_out,
             ):
+                sampler = PreviewSampler(pair, grid.height, grid.width)
 
                 def sink(row_start: int, probability: np.ndarray, valid: np.ndarray) -> None:
+                    mask = to_mask(probability, valid, threshold)
                     prob_out.write_rows(row_start, probability, valid)
-                    mask_out.write_rows(row_start, to_mask(probability, valid, threshold))
+                    mask_out.write_rows(row_start, mask)
+                    sampler.add_mask_rows(row_start, mask)
 
                 stitcher = Stitcher(grid.height, grid.width, tile, overlap, sink)
-                sampler = PreviewSampler(pair, grid.height, grid.width)
                 stats = predictor.run(sampler, tiles, stitcher, scaled(progress, 0.0, 0.85), is_canceled)
                 stitcher.finish()
             vectors = vectorize(
@@ -126,7 +128,7 @@ def detect(
                 is_canceled=is_canceled,
             )
             if params.write_preview:
-                write_preview(sampler, staging / "mask.tif", staging / "preview.png")
+                write_preview(sampler, staging / "preview.png")
             check_canceled(is_canceled)
             outputs = _publish(staging, params.out_dir)
         except BaseException:

@@ -1,39 +1,31 @@
 """preview.png: before | after | after with the change mask in red.
 
-The images come from :class:`PreviewSampler`, which keeps every n-th pixel of the tiles as the
-predictor reads them, so the preview costs no extra raster reads; the mask is read decimated.
+:class:`PreviewSampler` keeps every n-th pixel of the images as the predictor reads the tiles
+and of the mask as its rows are written, on one lattice, so the preview costs no extra reads
+and the red overlay sits exactly on the pixels it marks.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-import rasterio
 from PIL import Image
-from rasterio.enums import Resampling
 
 PREVIEW_SIDE = 768
 _GAP = 8
 _RED = np.array([230, 30, 40], dtype=np.float32)
 
 
-class OverviewReader(Protocol):
-    """What the preview needs from :class:`backend.io.RasterPair`."""
-
-    def read_overview(self, max_side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Both dates ``(3, h, w)`` in [0, 1] and validity ``(h, w)``, decimated to ``max_side``."""
-        ...
-
-
 class PreviewSampler:
-    """Wraps a tile reader and keeps a decimated copy of everything read through it.
+    """Wraps a tile reader and keeps a decimated copy of the images and the mask.
 
-    Pixels on the decimated lattice (every ``step``-th row and column of the grid) are copied
-    from each tile as it passes; overlapping tiles write the same values. It is used from the
-    predictor's reader thread only, and read back after prediction.
+    Pixels on the lattice (every ``step``-th row and column of the grid) are copied from each
+    tile as it is read (overlapping tiles write the same values) and from each block of mask
+    rows as it is written. ``read`` runs on the predictor's reader thread, ``add_mask_rows`` on
+    its writer thread; they fill separate arrays, read back after prediction.
     """
 
     def __init__(self, reader: Any, height: int, width: int, max_side: int = PREVIEW_SIDE) -> None:
@@ -44,6 +36,7 @@ class PreviewSampler:
         self._a = np.zeros((3, *shape), dtype=np.float32)
         self._b = np.zeros((3, *shape), dtype=np.float32)
         self._valid = np.zeros(shape, dtype=bool)
+        self._mask = np.zeros(shape, dtype=np.uint8)
 
     def read(self, window: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Read through to the wrapped reader, keeping the lattice pixels of the window."""
@@ -59,9 +52,15 @@ class PreviewSampler:
             self._valid[target] = valid[source]
         return image_a, image_b, valid
 
-    def read_overview(self, max_side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The decimated images collected so far (``max_side`` was fixed at construction)."""
-        return self._a, self._b, self._valid
+    def samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Decimated image_a, image_b ``(3, h, w)``, validity and mask ``(h, w)`` collected so far."""
+        return self._a, self._b, self._valid, self._mask
+
+    def add_mask_rows(self, row_start: int, mask: np.ndarray) -> None:
+        """Keep the lattice pixels of mask rows ``(rows, width)`` starting at grid row ``row_start``."""
+        rows = _lattice(row_start, mask.shape[0], self.height, self.step)
+        if rows.size:
+            self._mask[rows // self.step] = mask[rows - row_start, :: self.step]
 
 
 def _lattice(start: int, length: int, limit: int, step: int) -> np.ndarray:
@@ -70,12 +69,10 @@ def _lattice(start: int, length: int, limit: int, step: int) -> np.ndarray:
     return np.arange(first, min(start + length, limit), step)
 
 
-def write_preview(pair: OverviewReader, mask_path: Path, out_path: Path, max_side: int = PREVIEW_SIDE) -> Path:
+def write_preview(sampler: PreviewSampler, out_path: Path) -> Path:
     """Write the three-panel preview PNG (atomically) and return its path."""
-    image_a, image_b, valid = pair.read_overview(max_side)
+    image_a, image_b, valid, mask = sampler.samples()
     height, width = valid.shape
-    with rasterio.open(mask_path) as src:
-        mask = src.read(1, out_shape=(height, width), resampling=Resampling.nearest)
     change = (mask == 1) & valid
     before = _to_rgb(image_a, valid)
     after = _to_rgb(image_b, valid)
@@ -95,7 +92,7 @@ def write_preview(pair: OverviewReader, mask_path: Path, out_path: Path, max_sid
 def _to_rgb(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Float (3, h, w) in [0, 1] to uint8 (h, w, 3) with a 1-99 % display stretch; nodata light grey.
 
-    The stretch is for the eye only (the model saw the data unstretched): raw 8-bit satellite
+    The stretch is for the eye only, on top of whatever the model was fed: raw 8-bit satellite
     images are often dark and flat.
     """
     shown = np.array(image, dtype=np.float32)

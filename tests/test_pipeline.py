@@ -305,3 +305,38 @@ def test_a_failure_while_publishing_puts_the_previous_run_back(tmp_path: Path, m
     with pytest.raises(OutputError, match="open in another program"):
         detect(params, loaded=difference_model())
     assert {p.name: p.read_bytes() for p in out.iterdir()} == previous
+
+
+def test_the_preview_overlay_sits_on_the_lattice_of_the_images(tmp_path: Path) -> None:
+    """A grid larger than the preview is decimated; mask and images must use the same pixels."""
+    from backend.preview import PreviewSampler
+
+    rows, cols = np.mgrid[0:2000, 0:1700]
+    sampler = PreviewSampler(None, 2000, 1700, max_side=768)  # step 3
+    assert sampler.step == 3
+    mask = ((cols % 3 == 0) & (rows % 3 == 0)).astype(np.uint8)  # only lattice pixels are change
+    for start in range(0, 2000, 256):
+        sampler.add_mask_rows(start, mask[start : start + 256])
+    assert (sampler.samples()[3] == 1).all()
+
+
+def test_the_preview_images_keep_the_lattice_pixels_of_every_tile() -> None:
+    from backend.preview import PreviewSampler
+    from backend.tiling import tile_grid
+
+    class Position:
+        def read(self, window):  # type: ignore[no-untyped-def]
+            r, c = np.mgrid[
+                window.row_off : window.row_off + window.height, window.col_off : window.col_off + window.width
+            ]
+            image = np.stack([r, c, r * 0]).astype(np.float32)
+            return image, image, np.ones(r.shape, dtype=bool)
+
+    sampler = PreviewSampler(Position(), 1000, 900, max_side=300)  # step 4
+    for tile in tile_grid(1000, 900, 256, 64):
+        sampler.read(tile.window)
+    image_a, _, valid, _ = sampler.samples()
+    r, c = np.mgrid[0:1000:4, 0:900:4]
+    assert valid.all()
+    np.testing.assert_array_equal(image_a[0], r)
+    np.testing.assert_array_equal(image_a[1], c)
