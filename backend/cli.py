@@ -78,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CanceledError as exc:
         _report_error(json_mode, exc, "canceled")
         return EXIT_CANCELED
+    except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: stop now (outputs are still cleaned up)
+        _report_error(json_mode, CanceledError("Canceled by the user; partial outputs were removed."), "canceled")
+        return EXIT_CANCELED
     except ClipCDError as exc:
         _report_error(json_mode, exc, type(exc).__name__)
         return EXIT_INPUT

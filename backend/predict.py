@@ -216,9 +216,11 @@ class Predictor:
             writer_thread.join()
             writer_thread.raise_error()
         finally:
+            # Both threads check ``stop`` after each item, so they end soon; they must end before
+            # the caller closes the datasets and writers they use.
             stop.set()
-            reader_thread.join(timeout=30)
-            writer_thread.join(timeout=30)
+            reader_thread.join()
+            writer_thread.join()
         return PredictStats(
             tiles=len(tiles),
             tiles_run=tiles_run,

@@ -231,8 +231,9 @@ def test_detect_with_a_saved_model_file(tmp_path: Path, pair: tuple[Path, Path])
     assert done["event"] == "done" and done["threshold"] == 0.3 and "small.safetensors" in str(done["model"])
 
 
-def test_sigterm_cancels_cleanly(tmp_path: Path) -> None:
-    """The plugin cancels a run with SIGTERM: the engine stops, reports it, and leaves no outputs."""
+@pytest.mark.parametrize("signals", [1, 2])
+def test_sigterm_cancels_cleanly(tmp_path: Path, signals: int) -> None:
+    """The plugin cancels a run with SIGTERM (a second one stops at once): no outputs, exit 130, an error event."""
     from backend.synthetic import generate_pair
 
     generated = generate_pair(tmp_path / "inputs", size=1536)
@@ -248,7 +249,8 @@ def test_sigterm_cancels_cleanly(tmp_path: Path) -> None:
     for line in process.stdout:
         seen.append(json.loads(line))
         if seen[-1]["event"] == "progress" and float(seen[-1]["fraction"]) > 0.05:  # type: ignore[arg-type]
-            process.send_signal(signal.SIGTERM)
+            for _ in range(signals):
+                process.send_signal(signal.SIGTERM)
             break
     rest, _ = process.communicate(timeout=120)
     seen.extend(events(rest))
