@@ -11,7 +11,9 @@ any window of the grid, reaching past its edges if asked.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
@@ -264,3 +266,21 @@ def _open_raster(path: Path, role: str) -> Any:
         src.close()
         raise RasterError(f"The {role} raster {path} {problem}.")
     return src
+
+
+def block_cache_bytes(paths: Sequence[str | os.PathLike[str]], rows: int, floor: int = 16 * 2**20) -> int:
+    """A GDAL block cache for reading ``paths`` top to bottom, ``rows`` rows at a time.
+
+    GDAL's default cache (5 % of RAM) keeps every block read, so memory would grow with the
+    raster's area. Read in row order, a file needs only the rows in use plus a block row on
+    either side. Files that cannot be opened count for nothing: their readers report them.
+    """
+    total = 0
+    for path in paths:
+        try:
+            with rasterio.open(path) as src:
+                block_rows = src.block_shapes[0][0] if src.block_shapes else 256
+                total += (rows + 2 * block_rows) * src.width * src.count * np.dtype(src.dtypes[0]).itemsize
+        except (RasterioError, OSError):
+            continue
+    return max(floor, total)

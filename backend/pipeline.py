@@ -78,7 +78,7 @@ def detect(
     started = time.perf_counter()
     device = select_device(params.device)
     with (
-        rasterio.Env(GDAL_CACHEMAX=_read_cache_bytes(params)),
+        rasterio.Env(GDAL_CACHEMAX=io.block_cache_bytes([params.before, params.after], params.tile or 256)),
         io.RasterPair(params.before, params.after, extent=params.extent, bands=params.bands) as pair,
     ):
         loaded = loaded or model_source.resolve(params.model, device)
@@ -150,23 +150,6 @@ def detect(
         threshold=threshold,
         grid_size=(grid.width, grid.height),
     )
-
-
-def _read_cache_bytes(params: DetectParams) -> int:
-    """A GDAL block cache for reading both rasters in tile-row order.
-
-    GDAL's default cache (5% of RAM) keeps every block read, so memory would grow with the
-    raster's area; tiles are read row by row, so a few block rows of each raster suffice.
-    """
-    rows = (params.tile or 256) + 2 * 256
-    total = 0
-    for path in (params.before, params.after):
-        try:
-            with rasterio.open(path) as src:
-                total += rows * src.width * src.count * np.dtype(src.dtypes[0]).itemsize
-        except (rasterio.errors.RasterioIOError, OSError):
-            pass  # RasterPair reports unreadable inputs with a proper message
-    return max(32 * 2**20, total)
 
 
 def _make_staging(out_dir: Path) -> tuple[Path, bool]:

@@ -27,12 +27,12 @@ import pyproj
 import rasterio
 import shapely
 from rasterio import features
-from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 from scipy import ndimage
 
 from backend.components import region_stats
 from backend.errors import InputError, OutputError, RasterError
+from backend.io import block_cache_bytes
 from backend.progress import CancelFn, ProgressFn, check_canceled, never_canceled, no_progress, scaled
 from backend.write import MASK_NODATA, AtomicGeoTiff, ensure_writable_folder
 
@@ -90,10 +90,13 @@ def vectorize(
         raise InputError(f"min_area={min_area}, simplify={simplify} and cleanup={cleanup} must not be negative.")
     out = Path(out_path)
     ensure_writable_folder(out.parent)
+    for path in (mask_path, probability_path):
+        if not Path(path).is_file():
+            raise RasterError(f"Cannot read {path}: no such file. Pass the mask and probability rasters of one run.")
     partial = out.with_name(out.stem + ".partial.gpkg")
     try:
         with (
-            rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(mask_path, probability_path)),
+            rasterio.Env(GDAL_CACHEMAX=block_cache_bytes([mask_path, probability_path], rows=2 * STRIP_ROWS)),
             tempfile.TemporaryDirectory(dir=out.parent, prefix=".clipcd-vectorize-") as scratch,
         ):
             source = Path(mask_path)
@@ -135,23 +138,6 @@ def vectorize(
     _log.debug("vectorize: %d polygons, %.1f m² -> %s", len(geoms), total, out)
     progress(1.0, f"{len(geoms)} change polygons")
     return VectorizeResult(count=len(geoms), area_m2=total, path=out)
-
-
-def gdal_cache_bytes(*paths: str | os.PathLike[str]) -> int:
-    """Return a GDAL block cache size for reading ``paths`` in row order: four block rows, at least 16 MiB.
-
-    GDAL's default cache (5% of RAM) keeps every block it reads, so memory would grow with the
-    raster's area; these files are read once, in row order, so a few block rows suffice.
-    """
-    largest = 0
-    for path in paths:
-        try:
-            with rasterio.open(path) as src:
-                block_rows = src.block_shapes[0][0] if src.block_shapes else 256
-                largest = max(largest, block_rows * src.width * np.dtype(src.dtypes[0]).itemsize)
-        except RasterioIOError as exc:
-            raise RasterError(f"Cannot read {path}: {exc}. Check that the file exists and is a GeoTIFF.") from exc
-    return max(16 * 1024 * 1024, 4 * largest)
 
 
 def polygon_areas_m2(geoms: np.ndarray, crs: Any) -> np.ndarray:
