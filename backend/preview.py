@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from backend.files import atomic_output
+
 PREVIEW_SIDE = 768
 _GAP = 8
 _RED = np.array([230, 30, 40], dtype=np.float32)
@@ -83,9 +85,8 @@ def write_preview(sampler: PreviewSampler, out_path: Path) -> Path:
     for index, panel in enumerate(panels):
         left = index * (width + _GAP)
         canvas[:, left : left + width] = panel
-    partial = out_path.with_name(out_path.name + ".partial")
-    Image.fromarray(canvas).save(partial, format="PNG", compress_level=1)
-    partial.replace(out_path)
+    with atomic_output(out_path) as partial:
+        Image.fromarray(canvas).save(partial, format="PNG", compress_level=1)
     return out_path
 
 

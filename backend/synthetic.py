@@ -20,6 +20,8 @@ import rasterio
 from PIL import Image, ImageDraw
 from rasterio.transform import from_origin
 
+from backend.files import atomic_output
+
 _log = logging.getLogger(__name__)
 
 CRS = "EPSG:32631"
@@ -181,7 +183,6 @@ def _photograph(scene: np.ndarray, rng: np.random.Generator, gain: float, haze: 
 
 def _write(path: Path, bands: np.ndarray, transform: rasterio.Affine) -> None:
     """Write a tiled GeoTIFF atomically (temporary name, then rename)."""
-    partial = path.with_name(path.name + ".partial")
     profile = {
         "driver": "GTiff",
         "width": bands.shape[2],
@@ -195,7 +196,7 @@ def _write(path: Path, bands: np.ndarray, transform: rasterio.Affine) -> None:
         "blockysize": 256,
         "compress": "deflate",
     }
-    with rasterio.open(partial, "w", **profile) as dst:
+    with atomic_output(path) as partial, rasterio.open(partial, "w", **profile) as dst:
         dst.write(bands)
         if bands.shape[0] == 3:
             dst.colorinterp = [
@@ -203,4 +204,3 @@ def _write(path: Path, bands: np.ndarray, transform: rasterio.Affine) -> None:
                 rasterio.enums.ColorInterp.green,
                 rasterio.enums.ColorInterp.blue,
             ]
-    partial.replace(path)

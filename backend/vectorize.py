@@ -32,9 +32,10 @@ from scipy import ndimage
 
 from backend.components import region_stats
 from backend.errors import InputError, OutputError, RasterError
+from backend.files import atomic_output, ensure_writable_folder
 from backend.io import block_cache_bytes
 from backend.progress import CancelFn, ProgressFn, check_canceled, never_canceled, no_progress, scaled
-from backend.write import MASK_NODATA, AtomicGeoTiff, ensure_writable_folder
+from backend.write import MASK_NODATA, AtomicGeoTiff
 
 _log = logging.getLogger(__name__)
 
@@ -93,47 +94,42 @@ def vectorize(
     for path in (mask_path, probability_path):
         if not Path(path).is_file():
             raise RasterError(f"Cannot read {path}: no such file. Pass the mask and probability rasters of one run.")
-    partial = out.with_name(out.stem + ".partial.gpkg")
-    try:
-        with (
-            rasterio.Env(GDAL_CACHEMAX=block_cache_bytes([mask_path, probability_path], rows=2 * STRIP_ROWS)),
-            tempfile.TemporaryDirectory(dir=out.parent, prefix=".clipcd-vectorize-") as scratch,
-        ):
-            source = Path(mask_path)
-            if cleanup > 0:
-                source = clean_mask_file(
-                    source, Path(scratch) / "cleaned.tif", cleanup,
-                    progress=scaled(progress, 0.0, 0.3), is_canceled=is_canceled,
-                )  # fmt: skip
-            check_canceled(is_canceled)
-            progress(0.3, "polygonising the mask")
-            with rasterio.open(source) as src:
-                crs, transform, shape = src.crs, src.transform, (src.height, src.width)
-                band = rasterio.band(src, 1)  # as its own mask too: 0 is skipped, no background polygon
-                pixels = np.array(
-                    [shapely.geometry.shape(geom) for geom, value in features.shapes(
-                        band, mask=band, connectivity=4, transform=transform) if value == 1],
-                    dtype=object,
-                )  # fmt: skip
-            check_canceled(is_canceled)
-            progress(0.5, f"{len(pixels)} polygons; measuring")
-            geoms = shapely.simplify(pixels, simplify, preserve_topology=True) if simplify > 0 else pixels
-            areas = polygon_areas_m2(geoms, crs)
-            keep = areas >= min_area
-            pixels, geoms, areas = pixels[keep], geoms[keep], areas[keep]
-            mean_prob, max_prob = _probability_stats(
-                source, probability_path, pixels, shape, transform, scaled(progress, 0.5, 0.9), is_canceled
-            )
-            check_canceled(is_canceled)
-            progress(0.9, f"writing {len(geoms)} polygons")
-            try:
-                _write_gpkg(partial, geoms, areas, mean_prob, max_prob, crs, layer)
-            except (OSError, pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
-                raise OutputError(f"Cannot write {out}: {exc}. Check free disk space or choose another --out.") from exc
-        partial.replace(out)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    with (
+        atomic_output(out) as partial,
+        rasterio.Env(GDAL_CACHEMAX=block_cache_bytes([mask_path, probability_path], rows=2 * STRIP_ROWS)),
+        tempfile.TemporaryDirectory(dir=out.parent, prefix=".clipcd-vectorize-") as scratch,
+    ):
+        source = Path(mask_path)
+        if cleanup > 0:
+            source = clean_mask_file(
+                source, Path(scratch) / "cleaned.tif", cleanup,
+                progress=scaled(progress, 0.0, 0.3), is_canceled=is_canceled,
+            )  # fmt: skip
+        check_canceled(is_canceled)
+        progress(0.3, "polygonising the mask")
+        with rasterio.open(source) as src:
+            crs, transform, shape = src.crs, src.transform, (src.height, src.width)
+            band = rasterio.band(src, 1)  # as its own mask too: 0 is skipped, no background polygon
+            pixels = np.array(
+                [shapely.geometry.shape(geom) for geom, value in features.shapes(
+                    band, mask=band, connectivity=4, transform=transform) if value == 1],
+                dtype=object,
+            )  # fmt: skip
+        check_canceled(is_canceled)
+        progress(0.5, f"{len(pixels)} polygons; measuring")
+        geoms = shapely.simplify(pixels, simplify, preserve_topology=True) if simplify > 0 else pixels
+        areas = polygon_areas_m2(geoms, crs)
+        keep = areas >= min_area
+        pixels, geoms, areas = pixels[keep], geoms[keep], areas[keep]
+        mean_prob, max_prob = _probability_stats(
+            source, probability_path, pixels, shape, transform, scaled(progress, 0.5, 0.9), is_canceled
+        )
+        check_canceled(is_canceled)
+        progress(0.9, f"writing {len(geoms)} polygons")
+        try:
+            _write_gpkg(partial, geoms, areas, mean_prob, max_prob, crs, layer)
+        except (OSError, pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
+            raise OutputError(f"Cannot write {out}: {exc}. Check free disk space or choose another --out.") from exc
     total = float(areas.sum())
     _log.debug("vectorize: %d polygons, %.1f m² -> %s", len(geoms), total, out)
     progress(1.0, f"{len(geoms)} change polygons")

@@ -1,6 +1,6 @@
 """Write result rasters atomically: tiled, compressed GeoTIFFs that appear only when complete.
 
-:class:`AtomicGeoTiff` writes ``<name>.partial`` next to the target and renames it over the target
+:class:`AtomicGeoTiff` writes ``<stem>.partial.tif`` next to the target and renames it over the target
 only when its ``with`` block ends cleanly; on any error (cancel included) it deletes the partial
 file, so a folder never holds a half-written result. Rows may arrive in any strip height: they are
 buffered up to whole 256-row block rows, so each compressed block is encoded once and GDAL keeps at
@@ -29,6 +29,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from backend.errors import OutputError
+from backend.files import ensure_writable_folder, partial_path
 
 _log = logging.getLogger(__name__)
 
@@ -56,23 +57,6 @@ class GridLike(Protocol):
     def height(self) -> int: ...  # noqa: D102
 
 
-def partial_path(path: Path) -> Path:
-    """Return the temporary name a result is written under before the final rename."""
-    return path.with_name(path.name + ".partial")
-
-
-def ensure_writable_folder(folder: Path) -> None:
-    """Create ``folder`` if needed; raise :class:`OutputError` when it cannot hold new files."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(
-            f"Cannot create the output folder {folder}: {exc.strerror or exc}. Choose another --out folder."
-        ) from exc
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"The output folder {folder} is not writable. Choose another --out folder.")
-
-
 def _remove(path: Path) -> None:
     """Delete ``path`` and any GDAL side-car of it, ignoring files that are already gone."""
     for candidate in (path, path.with_name(path.name + ".msk"), path.with_name(path.name + ".aux.xml")):
@@ -80,7 +64,7 @@ def _remove(path: Path) -> None:
 
 
 class AtomicGeoTiff:
-    """A GeoTIFF written under ``<path>.partial`` and renamed to ``path`` on success.
+    """A GeoTIFF written under ``<stem>.partial.tif`` and renamed to ``path`` on success.
 
     Args:
         path: Final file name.

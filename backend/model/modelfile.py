@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from backend import __version__
 from backend.errors import InputError, ModelFileError
+from backend.files import atomic_output
 from backend.model.config import ModelConfig
 from backend.model.factory import ClipCDModel, build_model
 from backend.model.prompts import CHANGECLIP_CLASSES
@@ -182,12 +183,8 @@ def save_model(model: ClipCDModel, card: ModelCard, path: str | os.PathLike[str]
     if card.config != model.config.to_dict():
         raise InputError("the card's config differs from the model's; build the card with build_card(model)")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    partial = path.with_name(path.name + ".partial")
-    try:
+    with atomic_output(path) as partial:
         save_file(tensors, str(partial), metadata={"format": "clipcd", CARD_KEY: card.to_json()})
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
     _logger.info("saved model to %s", path)
 
 
