@@ -21,9 +21,13 @@ _FIXES = {
     "safetensors": "pip install safetensors",
     "scipy": "pip install scipy",
     "PIL": "pip install pillow",
-    "osgeo.gdal": "sudo apt-get install python3-gdal",
+    "osgeo.gdal": "sudo apt-get install python3-gdal  (only needed for the plugin)",
     "qgis.core": "sudo apt-get install qgis python3-qgis  (only needed for the plugin)",
 }
+
+
+# The engine reads and writes through rasterio's and pyogrio's own GDAL; these serve the plugin.
+_OPTIONAL = ("osgeo.gdal", "qgis.core")
 
 
 def _version(module_name: str) -> str | None:
@@ -58,7 +62,7 @@ def run_doctor(out: TextIO) -> int:
         lines.append("numpy 2 is installed: QGIS 3.22's GDAL bindings need NumPy 1.x")
     lines.extend(_gpu_lines())
     out.write("\n".join(lines) + "\n")
-    needed = [name for name in missing if name != "qgis.core"]
+    needed = [name for name in missing if name not in _OPTIONAL]
     if missing:
         out.write("\nmissing or unusable, and the command that fixes it:\n")
         for name in missing:
@@ -96,7 +100,7 @@ def _gpu_lines() -> list[str]:
                 f"compute {props.major}.{props.minor}, bf16 {'yes' if bf16 else 'no'}"
             )
     else:
-        lines.append("gpu         none visible to torch: inference runs on the CPU (slower, same results)")
+        lines.append("gpu         none visible to torch: inference runs on the CPU (slower; same model, full float32)")
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         lines.append("mps         available (Apple GPU)")

@@ -20,7 +20,7 @@ import rasterio
 import rasterio.errors
 
 from backend import io, model_source
-from backend.errors import OutputError
+from backend.errors import InputError, OutputError
 from backend.params import DetectParams
 from backend.predict import Predictor, select_device
 from backend.preview import PreviewSampler, write_preview
@@ -83,6 +83,7 @@ def detect(
     ):
         loaded = loaded or model_source.resolve(params.model, device)
         card = loaded.card
+        _check_bands(card, params)
         tile, overlap = params.resolve_tiling(card.tile_size, card.overlap)
         threshold = params.threshold if params.threshold is not None else card.threshold
         grid = pair.grid
@@ -150,6 +151,16 @@ def detect(
         threshold=threshold,
         grid_size=(grid.width, grid.height),
     )
+
+
+def _check_bands(card: object, params: DetectParams) -> None:
+    """Refuse to feed an RGB guess to a model trained on other bands: the user must name them."""
+    bands = [str(b).lower() for b in getattr(card, "bands", None) or ("red", "green", "blue")]
+    if bands != ["red", "green", "blue"] and params.bands is None:
+        raise InputError(
+            f"the model expects the bands {', '.join(bands)}, not red, green, blue; "
+            "name the raster bands that hold them with --bands, e.g. --bands 4,3,2."
+        )
 
 
 def _make_staging(out_dir: Path) -> tuple[Path, bool]:

@@ -29,7 +29,7 @@ _log = logging.getLogger(__name__)
 #: ``sink(row_start, probability (rows, width) float32, valid (rows, width) bool)``.
 RowSink = Callable[[int, np.ndarray, np.ndarray], None]
 
-NODATA_MASK = 255  # value of mask pixels where either date has no data
+MASK_NODATA = 255  # value of mask pixels where either date has no data
 
 
 class TileLike(Protocol):
@@ -72,7 +72,7 @@ def blend_weights(size: int, overlap: int, floor: float = 1e-3) -> np.ndarray:
 def to_mask(probability: np.ndarray, valid: np.ndarray, threshold: float) -> np.ndarray:
     """Return the change mask: uint8 1 where ``probability >= threshold``, 0 elsewhere, 255 where invalid."""
     mask = (probability >= threshold).astype(np.uint8)
-    mask[~valid] = NODATA_MASK
+    mask[~valid] = MASK_NODATA
     return mask
 
 

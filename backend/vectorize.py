@@ -35,7 +35,8 @@ from backend.errors import InputError, OutputError, RasterError
 from backend.files import atomic_output, ensure_writable_folder
 from backend.io import block_cache_bytes
 from backend.progress import CancelFn, ProgressFn, check_canceled, never_canceled, no_progress, scaled
-from backend.write import MASK_NODATA, AtomicGeoTiff
+from backend.stitch import MASK_NODATA
+from backend.write import AtomicGeoTiff
 
 _log = logging.getLogger(__name__)
 

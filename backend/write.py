@@ -21,7 +21,7 @@ import logging
 import os
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import rasterio
@@ -30,15 +30,15 @@ from rasterio.windows import Window
 
 from backend.errors import OutputError
 from backend.files import ensure_writable_folder, partial_path
+from backend.params import ProbabilityDtype
+from backend.stitch import MASK_NODATA
 
 _log = logging.getLogger(__name__)
 
 BLOCK = 256
-MASK_NODATA = 255
 # GDAL keeps an internal mask's blocks in its cache until the file is closed (rasterio exposes no
 # FlushCache), so a masked file is closed and reopened every this many rows to bound memory.
 _REOPEN_ROWS = 4 * BLOCK
-ProbabilityDtype = Literal["uint8", "float16"]
 
 
 class GridLike(Protocol):

@@ -340,3 +340,13 @@ def test_the_preview_images_keep_the_lattice_pixels_of_every_tile() -> None:
     assert valid.all()
     np.testing.assert_array_equal(image_a[0], r)
     np.testing.assert_array_equal(image_a[1], c)
+
+
+def test_a_model_of_other_bands_needs_explicit_bands(tmp_path: Path) -> None:
+    before, after = square_pair(tmp_path)
+    loaded = difference_model()
+    loaded.card.bands = ["nir", "red", "green"]  # type: ignore[attr-defined]
+    with pytest.raises(InputError, match=r"nir, red, green.*--bands"):
+        detect(DetectParams(before=before, after=after, out_dir=tmp_path / "out"), loaded=loaded)
+    result = detect(DetectParams(before=before, after=after, out_dir=tmp_path / "out", bands=(1, 2, 3)), loaded=loaded)
+    assert result.polygons == 1

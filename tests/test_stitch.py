@@ -10,7 +10,7 @@ import pytest
 from scipy.special import expit
 
 from backend.errors import InputError
-from backend.stitch import NODATA_MASK, Stitcher, blend_weights, to_mask
+from backend.stitch import MASK_NODATA, Stitcher, blend_weights, to_mask
 
 
 @dataclass(frozen=True)
@@ -196,5 +196,5 @@ def test_blend_weights_rejects_bad_sizes(size, overlap):
 def test_to_mask_thresholds_and_marks_nodata():
     probability = np.array([[0.1, 0.5, 0.9]], np.float32)
     valid = np.array([[True, True, False]])
-    np.testing.assert_array_equal(to_mask(probability, valid, 0.5), [[0, 1, NODATA_MASK]])
+    np.testing.assert_array_equal(to_mask(probability, valid, 0.5), [[0, 1, MASK_NODATA]])
     assert to_mask(probability, valid, 0.5).dtype == np.uint8
