@@ -16,6 +16,7 @@ from pathlib import Path
 from backend import model_source
 from backend.params import DetectParams
 from backend.pipeline import DetectResult, detect
+from backend.predict import select_device
 from backend.synthetic import generate_pair
 
 _log = logging.getLogger("backend.demo")
@@ -42,18 +43,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("rasterio", "pyogrio", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    _log.info("model: %s", model_source.describe(args.model))
+    loaded = model_source.resolve(args.model, select_device(args.device))
+    _log.info("model: %s", loaded.description)
     runs: list[tuple[str, DetectResult]] = []
     pair = generate_pair(args.out / "synthetic" / "inputs", size=args.size)
     runs.append(
-        ("synthetic", _run(pair.before, pair.after, args.out / "synthetic", args, prompts=("building", "road")))
+        ("synthetic", _run(pair.before, pair.after, args.out / "synthetic", args, loaded, ("building", "road")))
     )
 
     samples = samples_dir()
     landsat = samples / "landsat-pair" if samples else None
     if landsat and (landsat / "LS20010525.tif").exists():
         result = _run(
-            landsat / "LS20010525.tif", landsat / "LS20010626.tif", args.out / "landsat", args, prompts=("mine",)
+            landsat / "LS20010525.tif", landsat / "LS20010626.tif", args.out / "landsat", args, loaded, ("mine",)
         )
         runs.append(("landsat", result))
     else:
@@ -66,12 +68,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _run(before: Path, after: Path, out: Path, args: argparse.Namespace, prompts: tuple[str, ...]) -> DetectResult:
+def _run(
+    before: Path,
+    after: Path,
+    out: Path,
+    args: argparse.Namespace,
+    loaded: model_source.LoadedModel,
+    prompts: tuple[str, ...],
+) -> DetectResult:
     _log.info("detecting change: %s -> %s", before.name, after.name)
     params = DetectParams(
         before=before, after=after, out_dir=out, model=args.model, prompts=prompts, device=args.device
     )
-    return detect(params)
+    return detect(params, loaded=loaded)
 
 
 if __name__ == "__main__":

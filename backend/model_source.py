@@ -24,6 +24,7 @@ RANDOM_WEIGHTS_NOTE = (
     f"{FALLBACK_CONFIG} with RANDOM weights: no trained change weights ship yet, so the maps show "
     "the pipeline working end to end, not real change"
 )
+RANDOM_WEIGHTS_SHORT = f"{FALLBACK_CONFIG} (RANDOM weights, untrained)"
 
 
 @dataclass
@@ -42,12 +43,6 @@ def default_model_file() -> Path | None:
     return path if path.is_file() else None
 
 
-def describe(path: Path | None) -> str:
-    """What :func:`resolve` would run, without loading it."""
-    chosen = path or default_model_file()
-    return str(chosen) if chosen else RANDOM_WEIGHTS_NOTE
-
-
 def resolve(path: Path | None, device: torch.device) -> LoadedModel:
     """Load ``path``, else the default model file, else build the random-weight fallback."""
     chosen = path or default_model_file()
@@ -60,4 +55,4 @@ def resolve(path: Path | None, device: torch.device) -> LoadedModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = create_model(FALLBACK_CONFIG)
-    return LoadedModel(model.eval(), build_card(model), RANDOM_WEIGHTS_NOTE)
+    return LoadedModel(model.eval(), build_card(model), RANDOM_WEIGHTS_SHORT)

@@ -270,3 +270,24 @@ def test_a_truncated_raster_is_reported_not_a_crash(tmp_path: Path, pair: tuple[
     out = tmp_path / "out"
     result = run_cli("detect", "--before", pair[0], "--after", cut, "--out", out)
     assert_refused(result, out, "cut.tif")
+
+
+def test_demo_runs_on_the_generated_pair_and_names_its_weights(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "CLIPCD_SAMPLES": str(tmp_path / "no-samples")}
+    env.pop("CLIPCD_MODEL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "backend.demo", "--size", "320", "--out", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "RANDOM weights" in result.stdout.splitlines()[0]
+    assert "real Landsat pair not found" in result.stdout
+    run = tmp_path / "demo" / "synthetic"
+    for name in ("probability.tif", "mask.tif", "changes.gpkg", "preview.png"):
+        assert (run / name).stat().st_size > 0, name
+    assert f"preview: {run / 'preview.png'}" in result.stdout
