@@ -104,12 +104,19 @@ class Stretch:
 
     def apply(self, data: np.ndarray) -> np.ndarray:
         """Stretch ``data`` ``(bands, h, w)`` into a new float32 array in ``[0, 1]`` (NaN stays NaN)."""
-        out = data.astype(np.float32, copy=True)
+        out = np.empty(data.shape, dtype=np.float32)
         for band, (low, high) in enumerate(zip(self.low, self.high, strict=True)):
-            out[band] -= np.float32(low)
+            np.subtract(data[band], np.float32(low), out=out[band], dtype=np.float32)
             out[band] *= np.float32(1.0 / (high - low))
-        np.clip(out, 0.0, 1.0, out=out)
+        if not self._within(data.dtype):
+            np.clip(out, 0.0, 1.0, out=out)
         return out
+
+    def _within(self, dtype: np.dtype[Any]) -> bool:
+        """True when every value of an unsigned ``dtype`` already maps into ``[0, 1]`` (no clip needed)."""
+        if dtype.kind != "u":
+            return False
+        return all(lo <= 0 and hi >= np.iinfo(dtype).max for lo, hi in zip(self.low, self.high, strict=True))
 
 
 def fixed_stretch(dtype: str, bands: int = 3) -> Stretch:

