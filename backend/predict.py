@@ -196,11 +196,11 @@ class Predictor:
         stop = threading.Event()
         batches: queue.Queue[object] = queue.Queue(maxsize=2)
         results: queue.Queue[object] = queue.Queue(maxsize=2)
-        reader_thread = _Worker("clipcd-reader", stop, _produce, reader, tiles, self.batch_size, batches, stop)
-        writer_thread = _Worker("clipcd-writer", stop, _consume, sink, results, stop)
-        for helper in (reader_thread, writer_thread):
-            helper.yield_cpu = self.device.type == "cpu"
-            helper.start()
+        on_cpu = self.device.type == "cpu"
+        reader_thread = _Worker("clipcd-reader", stop, on_cpu, _produce, reader, tiles, self.batch_size, batches, stop)
+        writer_thread = _Worker("clipcd-writer", stop, on_cpu, _consume, sink, results, stop)
+        reader_thread.start()
+        writer_thread.start()
         try:
             for batch_tiles, image_a, image_b, valid in _drain(batches, reader_thread, writer_thread):
                 check_canceled(is_canceled)
@@ -245,9 +245,11 @@ def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
 class _Worker(threading.Thread):
     """A daemon thread that keeps the exception its target raised, for the caller to re-raise."""
 
-    def __init__(self, name: str, stop: threading.Event, target: Callable[..., None], *args: Any) -> None:
+    def __init__(
+        self, name: str, stop: threading.Event, yield_cpu: bool, target: Callable[..., None], *args: Any
+    ) -> None:
         super().__init__(name=name, daemon=True)
-        self.yield_cpu = False  # run below the model's threads' priority (see _lower_thread_priority)
+        self.yield_cpu = yield_cpu  # run below the model's threads' priority (see _lower_thread_priority)
         self._stop_event = stop
         self._work = target
         self._work_args = args
