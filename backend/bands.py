@@ -1,22 +1,40 @@
-"""Band selection and radiometric stretch: from raw raster bands to RGB in ``[0, 1]``.
+"""Band selection: which raster bands are red, green and blue.
 
-:func:`pair_bands` picks the red, green and blue band of a raster; :class:`Stretch` maps raw
-values linearly into ``[0, 1]``, either with a fixed scale per data type or with a per-band
-percentile stretch measured on a decimated sample (:func:`percentile_stretch`).
+:func:`pair_bands` picks the red, green and blue band of each raster of a pair. The radiometric
+stretch that follows lives in :mod:`backend.transform`, shared with the training loaders.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 from rasterio.enums import ColorInterp
 
 from backend.errors import InputError, RasterError, RasterMismatchError
+from backend.transform import (
+    STRETCH_MODES,
+    Stretch,
+    StretchMode,
+    check_stretch_args,
+    choose_stretch,
+    fixed_stretch,
+    percentile_stretch,
+)
 
-StretchMode = Literal["auto", "percentile", "none"]
-STRETCH_MODES: tuple[str, ...] = ("auto", "percentile", "none")
+__all__ = [
+    "STRETCH_MODES",
+    "Bands",
+    "Stretch",
+    "StretchMode",
+    "alpha_bands",
+    "check_stretch_args",
+    "choose_stretch",
+    "default_bands",
+    "fixed_stretch",
+    "pair_bands",
+    "percentile_stretch",
+]
+
 Bands = tuple[int, int, int]
 
 
@@ -93,73 +111,3 @@ def pair_bands(
             "cannot be matched; pass --bands R,G,B (e.g. --bands 1,2,3) to name the red, green and blue bands."
         )
     return picked_a, picked_b
-
-
-@dataclass(frozen=True)
-class Stretch:
-    """Linear map ``(x - low) / (high - low)`` per band, clipped to ``[0, 1]``."""
-
-    low: tuple[float, ...]
-    high: tuple[float, ...]
-
-    def apply(self, data: np.ndarray) -> np.ndarray:
-        """Stretch ``data`` ``(bands, h, w)`` into a new float32 array in ``[0, 1]`` (NaN stays NaN)."""
-        out = np.empty(data.shape, dtype=np.float32)
-        for band, (low, high) in enumerate(zip(self.low, self.high, strict=True)):
-            np.subtract(data[band], np.float32(low), out=out[band], dtype=np.float32)
-            out[band] *= np.float32(1.0 / (high - low))
-        if not self._within(data.dtype):
-            np.clip(out, 0.0, 1.0, out=out)
-        return out
-
-    def _within(self, dtype: np.dtype[Any]) -> bool:
-        """True when every value of an unsigned ``dtype`` already maps into ``[0, 1]`` (no clip needed)."""
-        if dtype.kind != "u":
-            return False
-        return all(lo <= 0 and hi >= np.iinfo(dtype).max for lo, hi in zip(self.low, self.high, strict=True))
-
-
-def fixed_stretch(dtype: str, bands: int = 3) -> Stretch:
-    """The data type's own scale: uint8 / 255, uint16 / 65535, other ints by their maximum, floats as is."""
-    kind = np.dtype(dtype)
-    high = float(np.iinfo(kind).max) if kind.kind in "iu" else 1.0
-    return Stretch(low=(0.0,) * bands, high=(high,) * bands)
-
-
-def percentile_stretch(
-    sample: np.ndarray, valid: np.ndarray, dtype: str, percentiles: tuple[float, float] = (2.0, 98.0)
-) -> Stretch:
-    """Per-band stretch from ``percentiles`` of the valid pixels of a decimated ``sample``.
-
-    A band whose low and high percentiles coincide (a constant band) keeps the fixed scale of
-    ``dtype`` instead, so it is not blown up to black or white.
-    """
-    fixed = fixed_stretch(dtype, sample.shape[0])
-    lows: list[float] = []
-    highs: list[float] = []
-    for band in range(sample.shape[0]):
-        values = sample[band][valid]
-        low, high = (float(v) for v in np.percentile(values, percentiles)) if values.size else (0.0, 0.0)
-        if not high > low:
-            low, high = fixed.low[band], fixed.high[band]
-        lows.append(low)
-        highs.append(high)
-    return Stretch(low=tuple(lows), high=tuple(highs))
-
-
-def choose_stretch(
-    mode: str, dtype: str, sample: np.ndarray, valid: np.ndarray, percentiles: tuple[float, float]
-) -> Stretch:
-    """Stretch for one image: ``auto`` is fixed for uint8 and percentile otherwise."""
-    if mode == "none" or (mode == "auto" and dtype == "uint8"):
-        return fixed_stretch(dtype, sample.shape[0])
-    return percentile_stretch(sample, valid, dtype, percentiles)
-
-
-def check_stretch_args(stretch: str, percentiles: tuple[float, float]) -> None:
-    """Refuse an unknown stretch mode or percentiles outside ``0 <= low < high <= 100``."""
-    if stretch not in STRETCH_MODES:
-        raise InputError(f"stretch={stretch!r} is not one of {', '.join(STRETCH_MODES)}.")
-    low, high = percentiles
-    if not 0.0 <= low < high <= 100.0:
-        raise InputError(f"percentiles={percentiles} must satisfy 0 <= low < high <= 100, e.g. (2, 98).")

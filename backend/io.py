@@ -29,18 +29,11 @@ from rasterio.windows import Window
 from backend.bands import Bands, Stretch, StretchMode, alpha_bands, check_stretch_args, choose_stretch, pair_bands
 from backend.errors import InputError, RasterError
 from backend.grid import Extent, Grid, fmt_box, grid_window, integer_shift
+from backend.transform import SAMPLE_SIDE, sample_shape
 
 __all__ = ["Grid", "RasterPair", "sample_shape"]
 
 logger = logging.getLogger(__name__)
-
-SAMPLE_SIDE = 1024  # longest side of the decimated read that measures the stretch
-
-
-def sample_shape(height: int, width: int, max_side: int = SAMPLE_SIDE) -> tuple[int, int]:
-    """Shape of a decimated read of a ``height x width`` area whose longest side is at most ``max_side``."""
-    factor = max(1.0, max(height, width) / max_side)
-    return max(1, round(height / factor)), max(1, round(width / factor))
 
 
 class _View:

@@ -31,6 +31,7 @@ from backend.errors import ClipCDError, InputError
 from backend.params import Device
 from backend.progress import CancelFn, ProgressFn, check_canceled, never_canceled, no_progress
 from backend.tiling import Tile
+from backend.transform import normalise
 
 _log = logging.getLogger(__name__)
 
@@ -131,15 +132,15 @@ class Predictor:
         self.device = device
         self.batch_size = batch_size
         self.prompts = list(prompts)
-        self._mean = torch.tensor(list(mean), dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        self._std = torch.tensor(list(std), dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self._mean = tuple(float(m) for m in mean)
+        self._std = tuple(float(s) for s in std)
 
     def infer(self, image_a: np.ndarray, image_b: np.ndarray) -> np.ndarray:
         """Change logits ``(B, h, w)`` float32 for stacked images ``(B, 3, h, w)`` in [0, 1]."""
         a = torch.from_numpy(image_a).to(self.device, non_blocking=True)
         b = torch.from_numpy(image_b).to(self.device, non_blocking=True)
-        a = (a - self._mean) / self._std
-        b = (b - self._mean) / self._std
+        a = normalise(a, self._mean, self._std)
+        b = normalise(b, self._mean, self._std)
         return self._forward_with_backoff(a, b)
 
     def _forward_with_backoff(self, a: torch.Tensor, b: torch.Tensor) -> np.ndarray:

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from backend.errors import InputError
 from backend.model.config import ModelConfig
 from backend.model.decoder import VisionLanguageDecoder
+from backend.model.efficientnet import EfficientNetEncoder
 from backend.model.encoder import Features, build_encoder
 from backend.model.fusion import DifferenceFusion
 from backend.model.prompts import PromptMiner, PromptMode, merge_names
@@ -21,6 +22,7 @@ from backend.model.text import ContextDecoder, PromptTextEncoder
 
 _logger = logging.getLogger(__name__)
 _CACHE_LIMIT = 4096
+NamesPerDate = tuple[Sequence[Sequence[str]], Sequence[Sequence[str]]]  # class names per image, date A and date B
 
 
 def check_pair(image_a: Tensor, image_b: Tensor, multiple: int = 32) -> None:
@@ -35,6 +37,14 @@ def check_pair(image_a: Tensor, image_b: Tensor, multiple: int = 32) -> None:
             f"image height and width must be multiples of {multiple}, got {h}x{w}; pad the tiles to "
             f"{math.ceil(h / multiple) * multiple}x{math.ceil(w / multiple) * multiple}"
         )
+
+
+def _text_embed_dim(clip: open_clip.CLIP) -> int:
+    """Width of the CLIP text tower's output (its projection's, else the tower's)."""
+    proj = clip.text_projection
+    if isinstance(proj, nn.Linear):
+        return int(proj.out_features)
+    return int(proj.shape[-1]) if proj is not None else int(clip.token_embedding.embedding_dim)
 
 
 class ChangeCLIP(nn.Module):
@@ -53,7 +63,11 @@ class ChangeCLIP(nn.Module):
         super().__init__()
         self.config = config
         text_cfg, head = config.text, config.head
-        self.encoder = build_encoder(clip.visual, head.out_indices, config.dense)
+        self.encoder: nn.Module = (
+            build_encoder(clip.visual, head.out_indices, config.dense)
+            if config.image_encoder == "clip"
+            else EfficientNetEncoder(config.image_encoder, _text_embed_dim(clip))
+        )
         self.text_encoder = PromptTextEncoder(clip, text_cfg.context_tokens, text_cfg.length)
         embed_dim = int(self.encoder.embed_dim)
         self.context_decoder = ContextDecoder(
@@ -85,16 +99,42 @@ class ChangeCLIP(nn.Module):
         self.prompt_mode: PromptMode = "replace"
         self.reuse_a_names_for_b = False
         self.weights_source = "random"
+        self._warned_prompts = False
         self._text_cache: dict[str, Tensor] = {}
         self._cache_key: tuple[object, ...] = ()
 
     # -- prompts -------------------------------------------------------------------------------
     def prompt_names(
-        self, image_a: Tensor, image_b: Tensor, prompts: Sequence[str] | None = None
+        self,
+        image_a: Tensor,
+        image_b: Tensor,
+        prompts: Sequence[str] | None = None,
+        names: NamesPerDate | None = None,
     ) -> tuple[list[list[str]], list[list[str]]]:
-        """The class names behind each image's foreground prompt, for date A and date B."""
+        """The class names behind each image's foreground prompt, for date A and date B.
+
+        ``names`` (per image, per date; e.g. from a mined-prompt cache) replaces the model's own
+        prompt source, with the analyst's ``prompts`` first.
+        """
         b = image_a.shape[0]
+        if names is not None:
+            if len(names[0]) != b or len(names[1]) != b:
+                raise InputError(f"names must hold {b} lists per date, got {len(names[0])} and {len(names[1])}")
+            if self.config.accepts_prompts:
+                first = [p.strip() for p in prompts or [] if p.strip()]
+                return [merge_names(first, n) for n in names[0]], [merge_names(first, n) for n in names[1]]
+            names = None
         analyst = [p.strip() for p in prompts or [] if p.strip()]
+        if analyst and not self.config.accepts_prompts:
+            if not self._warned_prompts:
+                _logger.warning(
+                    "%s was trained with fixed prompts (%s): ignoring the class names %s",
+                    self.config.name,
+                    ", ".join(self.default_prompts),
+                    analyst,
+                )
+                self._warned_prompts = True
+            analyst = []
         src_a: list[list[str]] = [[] for _ in range(b)]
         src_b = src_a
         if not analyst or self.prompt_mode == "join":
@@ -138,11 +178,17 @@ class ChangeCLIP(nn.Module):
         levels[self.score_level] = torch.cat([target, score], dim=1)
         return text, levels
 
-    def forward(self, image_a: Tensor, image_b: Tensor, prompts: Sequence[str] | None = None) -> Tensor:
+    def forward(
+        self,
+        image_a: Tensor,
+        image_b: Tensor,
+        prompts: Sequence[str] | None = None,
+        names: NamesPerDate | None = None,
+    ) -> Tensor:
         """Change logits (B, 2, H, W) for normalised tiles (B, 3, H, W) of the two dates."""
         check_pair(image_a, image_b)
         b = image_a.shape[0]
-        names_a, names_b = self.prompt_names(image_a, image_b, prompts)
+        names_a, names_b = self.prompt_names(image_a, image_b, prompts, names)
         texts = [t for names in (*names_a, *names_b) for t in self.prompt_texts(names)]
         text = self.encode_texts(texts).view(2, b, 2, -1)
         feats = self.encoder(torch.cat([image_a, image_b]))

@@ -99,6 +99,10 @@ class ModelConfig:
         prompt_source: Where prompts come from when the caller gives none.
         dense: How dense embeddings are made: ``"attention"`` (ChangeCLIP) or ``"value"``
             (the attention-free value path of the last layer, better localised for zero-shot).
+        image_encoder: ``"clip"`` (the CLIP's own image tower) or an ImageNet encoder,
+            ``"efficientnet-lite0"`` (1, 2): then only the CLIP's text tower is used.
+        accepts_prompts: False for models trained with fixed prompts: the analyst's class names
+            are ignored (with a warning) and ``default_prompts`` are always used.
         text: Prompt-side sizes.
         head: Fusion and decoder sizes.
         zeroshot: Zero-shot settings (zero-shot models only).
@@ -116,6 +120,8 @@ class ModelConfig:
     default_prompts: tuple[str, ...] = ("building",)
     prompt_source: Literal["auto", "default"] = "auto"
     dense: Literal["attention", "value"] = "attention"
+    image_encoder: str = "clip"
+    accepts_prompts: bool = True
     text: TextConfig = field(default_factory=TextConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     zeroshot: ZeroShotConfig | None = None
@@ -150,6 +156,11 @@ class ModelConfig:
             raise InputError(f"config {config.name!r}: prompt_source 'auto' needs a 'miner' CLIP")
         if config.kind == "zeroshot" and config.zeroshot is None:
             raise InputError(f"config {config.name!r}: a zero-shot config needs a 'zeroshot' section")
+        if config.image_encoder != "clip" and not config.image_encoder.startswith("efficientnet-lite"):
+            raise InputError(
+                f"config {config.name!r}: image_encoder must be 'clip' or 'efficientnet-lite0/1/2', "
+                f"got {config.image_encoder!r}"
+            )
         if len(config.mean) != 3 or len(config.std) != 3 or min(config.std) <= 0:
             raise InputError(f"config {config.name!r}: mean and std must be 3 values each, std > 0")
         return config
