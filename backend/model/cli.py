@@ -15,7 +15,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     """Print the model configs, one per line: name, kind, backbone, description."""
     for name in list_models():
         config = get_config(name)
-        sys.stdout.write(f"{name:<22} {config.kind:<10} {config.clip.model:<20} {config.description}\n")
+        sys.stdout.write(f"{name:<22} {config.kind:<10} {config.backbone:<20} {config.description}\n")
     return 0
 
 

@@ -17,7 +17,7 @@ from backend.errors import InputError
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 
-Kind = Literal["changeclip", "zeroshot"]
+Kind = Literal["changeclip", "zeroshot", "siamese"]
 Direction = Literal["appeared", "disappeared", "both"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -88,8 +88,10 @@ class ModelConfig:
 
     Attributes:
         name: Config name, as listed by :func:`list_models`.
-        kind: ``"changeclip"`` (trained change model) or ``"zeroshot"`` (CLIP only).
-        clip: The CLIP whose towers the model fine-tunes (or uses frozen, in zero-shot mode).
+        kind: ``"changeclip"`` (trained change model), ``"zeroshot"`` (CLIP only) or
+            ``"siamese"`` (a plain siamese network on an ImageNet encoder, no text side).
+        clip: The CLIP whose towers the model fine-tunes (or uses frozen, in zero-shot mode);
+            None for siamese models.
         miner: The frozen CLIP that mines class names per tile; None for zero-shot models.
         mean: Per-band mean of the input in [0, 1] image units.
         std: Per-band standard deviation in [0, 1] image units.
@@ -111,7 +113,7 @@ class ModelConfig:
 
     name: str
     kind: Kind
-    clip: ClipSpec
+    clip: ClipSpec | None = None
     miner: ClipSpec | None = None
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -127,6 +129,15 @@ class ModelConfig:
     zeroshot: ZeroShotConfig | None = None
     description: str = ""
 
+    @property
+    def backbone(self) -> str:
+        """The networks behind the model, for cards and listings."""
+        if self.clip is None:
+            return self.image_encoder
+        if self.image_encoder != "clip":
+            return f"{self.image_encoder} + {self.clip.model} text"
+        return self.clip.model
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
         return json.loads(json.dumps(asdict(self)))  # type: ignore[no-any-return]
@@ -140,7 +151,7 @@ class ModelConfig:
         """
         data = dict(data)
         sections = {
-            "clip": _section(ClipSpec, data.get("clip"), "clip"),
+            "clip": _section(ClipSpec, data["clip"], "clip") if data.get("clip") is not None else None,
             "miner": _section(ClipSpec, data["miner"], "miner") if data.get("miner") is not None else None,
             "text": _section(TextConfig, data.get("text", {}), "text"),
             "head": _section(HeadConfig, data.get("head", {}), "head"),
@@ -150,8 +161,16 @@ class ModelConfig:
         }
         data.update(sections)
         config: ModelConfig = _section(cls, data, "config")
-        if config.kind not in ("changeclip", "zeroshot"):
-            raise InputError(f"config {config.name!r}: kind must be 'changeclip' or 'zeroshot', got {config.kind!r}")
+        if config.kind not in ("changeclip", "zeroshot", "siamese"):
+            raise InputError(
+                f"config {config.name!r}: kind must be 'changeclip', 'zeroshot' or 'siamese', got {config.kind!r}"
+            )
+        if config.kind != "siamese" and config.clip is None:
+            raise InputError(f"config {config.name!r}: a {config.kind} config needs a 'clip' section")
+        if config.kind == "siamese" and config.image_encoder == "clip":
+            raise InputError(
+                f"config {config.name!r}: a siamese config needs an image_encoder such as efficientnet-lite0"
+            )
         if config.kind == "changeclip" and config.miner is None and config.prompt_source == "auto":
             raise InputError(f"config {config.name!r}: prompt_source 'auto' needs a 'miner' CLIP")
         if config.kind == "zeroshot" and config.zeroshot is None:

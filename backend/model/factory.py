@@ -14,11 +14,12 @@ from backend.model.changeclip import ChangeCLIP
 from backend.model.config import ClipSpec, ModelConfig, get_config
 from backend.model.config import list_models as _list_models
 from backend.model.prompts import CHANGECLIP_CLASSES, PromptMiner
+from backend.model.siamese import SiameseChange
 from backend.model.weights import build_clip, load_clip_weights, read_state_dict, resolve_weights
 from backend.model.zeroshot import ZeroShotChange
 
 _logger = logging.getLogger(__name__)
-ClipCDModel = ChangeCLIP | ZeroShotChange
+ClipCDModel = ChangeCLIP | ZeroShotChange | SiameseChange
 
 
 def list_models() -> list[str]:
@@ -60,6 +61,11 @@ def build_model(
     ``compute_miner=False`` skips computing the vocabulary's text embeddings (a model file
     brings its own).
     """
+    if config.kind == "siamese" or config.clip is None:
+        if pretrained is not None:
+            raise InputError(f"{config.name} has no CLIP towers: pretrained={pretrained!r} does not apply")
+        siamese = SiameseChange(config)
+        return siamese.eval()
     clip_path = _resolve(config.clip, pretrained)  # fail fast, before building anything
     same = config.miner == config.clip
     wanted = miner_pretrained
@@ -87,7 +93,7 @@ def build_model(
                 miner = PromptMiner(miner_clip, vocabulary, config.text.top_k, config.mean, config.std, compute_miner)
             model = ChangeCLIP(config, clip, miner)
         case _:
-            raise InputError(f"unknown model kind {config.kind!r}; expected 'changeclip' or 'zeroshot'")
+            raise InputError(f"unknown model kind {config.kind!r}; expected 'changeclip', 'zeroshot' or 'siamese'")
     if pretrained is None:
         model.weights_source = "random"
     elif pretrained == "default" or not Path(pretrained).expanduser().is_file():

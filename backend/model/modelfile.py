@@ -158,7 +158,7 @@ def build_card(
     card = ModelCard(
         format_version=FORMAT_VERSION,
         config=config.to_dict(),
-        backbone=config.clip.model,
+        backbone=config.backbone,
         weights_source=model.weights_source,
         bands=list(bands),
         mean=list(config.mean),
