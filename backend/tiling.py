@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from rasterio.windows import Window
+if TYPE_CHECKING:
+    from rasterio.windows import Window
 
 from backend.errors import InputError
 
@@ -36,6 +38,8 @@ class Tile:
     @property
     def window(self) -> Window:
         """The tile as a rasterio window in grid pixels."""
+        from rasterio.windows import Window  # lazily: training and evaluation tile arrays without rasterio
+
         return Window(self.col_off, self.row_off, self.size, self.size)
 
 

@@ -1,6 +1,6 @@
 """Model figures for the closing note: parameters, GFLOPs and CPU forward time per tile pair.
 
-Usage: python bench/model_figures.py [OUT_JSON] [--configs a,b] [--repeats N]
+Usage: python bench/model_figures.py [OUT_JSON] [--configs a,b] [--repeats N] [--device cuda] [--bf16] [--batch N]
 
 For each config (random weights; cost does not depend on the values): parameters, GFLOPs of one
 256x256 tile-pair forward (torch FlopCounterMode: 2 FLOPs per multiply-add; prompt mining and
@@ -33,6 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backend.model import create_model, list_models, model_summary
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def _timings(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, list[float]]:
     """Time each function ``repeats`` times, interleaved, so background load hits all alike."""
     for fn in fns.values():
@@ -41,32 +46,42 @@ def _timings(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            _sync()
             start = time.perf_counter()
             fn()
+            _sync()
             times[name].append(time.perf_counter() - start)
     return times
 
 
-def figures(name: str, repeats: int, size: int = 256) -> dict:
+def figures(name: str, repeats: int, size: int = 256, device: str = "cpu", bf16: bool = False, batch: int = 1) -> dict:
     torch.manual_seed(0)
     start = time.perf_counter()
     model = create_model(name)
     build_s = time.perf_counter() - start
     summary = model_summary(model, size)
+    model = model.to(device)
     g = torch.Generator().manual_seed(0)
-    image_a, image_b = (torch.randn(1, 3, size, size, generator=g) for _ in range(2))
-    cache = model._text_cache
+    image_a, image_b = (torch.randn(batch, 3, size, size, generator=g).to(device) for _ in range(2))
+    cache = getattr(model, "_text_cache", {})
+    autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16)
 
     def cold() -> None:
         cache.clear()
-        model(image_a, image_b)
+        with autocast:
+            model(image_a, image_b)
 
     def warm() -> None:
-        model(image_a, image_b, ["building"])
+        with autocast:
+            model(image_a, image_b, ["building"])
+
+    def encoder() -> None:
+        with autocast:
+            model.encoder(both)
 
     both = torch.cat([image_a, image_b])
     with torch.no_grad():
-        t = _timings({"forward": cold, "cached": warm, "encoder": lambda: model.encoder(both)}, repeats)
+        t = _timings({"forward": cold, "cached": warm, "encoder": encoder}, repeats)
     forward_s, cached_s, encoder_s = (min(t[k]) for k in ("forward", "cached", "encoder"))
     return {
         "config": name,
@@ -90,12 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", nargs="?", default="bench/results/model_figures.json")
     parser.add_argument("--configs", default=",".join(list_models()))
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--bf16", action="store_true", help="run under bf16 autocast (as detect does on CUDA)")
+    parser.add_argument("--batch", type=int, default=1, help="tile pairs per forward")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    rows = [figures(name, args.repeats) for name in args.configs.split(",")]
+    rows = [figures(name, args.repeats, 256, args.device, args.bf16, args.batch) for name in args.configs.split(",")]
     result = {
         "size": 256,
-        "batch": 1,
+        "batch": args.batch,
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+        "bf16": args.bf16,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),

@@ -1,4 +1,9 @@
-"""Vision-language decoder: window-attention blocks that cross-attend to both dates' text tokens."""
+"""Vision-language decoder: window-attention blocks that cross-attend to both dates' text tokens.
+
+The layout is ChangeCLIP's ``SwinTextDecode`` (three up-sampling stages of two Swin blocks, each
+block first attending from the raw pixel tokens to the text), so its published weights load
+with a renaming only (``training/import_changeclip.py`` holds the table).
+"""
 
 from __future__ import annotations
 
@@ -23,11 +28,14 @@ class DropPath(nn.Module):
 
 
 class TextCrossAttention(nn.Module):
-    """Low-rank cross-attention from pixels (queries) to text tokens (keys, values)."""
+    """Low-rank, single-head cross-attention from pixels (queries) to text tokens (keys, values).
+
+    Queries come straight from the pixel tokens, without a norm, as in ChangeCLIP's
+    ``LowRankBilinearAttention``; q/k are ``dim // 2`` wide, values ``2 * dim``.
+    """
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
         self.q = nn.Linear(dim, dim // 2)
         self.k = nn.Linear(dim, dim // 2)
         self.v = nn.Linear(dim, dim * 2)
@@ -35,13 +43,23 @@ class TextCrossAttention(nn.Module):
 
     def forward(self, x: Tensor, text: Tensor) -> Tensor:
         """Pixels (B, N, C) attend to text (B, T, C); returns the residual update."""
-        attended = F.scaled_dot_product_attention(self.q(self.norm(x)), self.k(text), self.v(text))
+        attended = F.scaled_dot_product_attention(self.q(x), self.k(text), self.v(text))
         out: Tensor = self.out(attended)
         return out
 
 
+def relative_position_index(window: int) -> Tensor:
+    """Index into the (2w-1)^2 relative-position bias table for every token pair of a w x w window."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)
+    return rel[..., 0] * (2 * window - 1) + rel[..., 1]
+
+
 class WindowBlock(nn.Module):
-    """A Swin block (window attention with relative position bias, optional shift) after text attention."""
+    """A Swin block (window attention with relative position bias, optional shift) after text attention.
+
+    Shifted windows mask pairs from different regions with -100 before the softmax (Swin's value).
+    """
 
     bias_index: Tensor
 
@@ -54,9 +72,7 @@ class WindowBlock(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
         nn.init.trunc_normal_(self.bias_table, std=0.02)
-        coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
-        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)
-        self.register_buffer("bias_index", rel[..., 0] * (2 * window - 1) + rel[..., 1], persistent=False)
+        self.register_buffer("bias_index", relative_position_index(window), persistent=False)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
         self.drop_path = DropPath(drop_path)
@@ -69,7 +85,7 @@ class WindowBlock(nn.Module):
             labels[hs, vs] = n
         labels = labels.view(hp // ws, ws, wp // ws, ws).permute(0, 2, 1, 3).reshape(-1, ws * ws)
         different = labels[:, :, None] != labels[:, None, :]
-        return torch.zeros_like(different, dtype=torch.float32).masked_fill(different, float("-inf"))
+        return torch.zeros_like(different, dtype=torch.float32).masked_fill(different, -100.0)
 
     def _window_attention(self, x: Tensor) -> Tensor:
         b, h, w, c = x.shape
@@ -108,7 +124,10 @@ def _conv(cin: int, cout: int, k: int) -> nn.Sequential:
 
 
 class UpStage(nn.Module):
-    """Upsample the coarse map, attend in windows and to text, merge with the skip map."""
+    """Upsample the coarse map, attend in windows and to text, merge with the skip map.
+
+    ``merge`` sees ``cat(skip, upsampled)`` in that order (ChangeCLIP's ``Swin_Decoder``).
+    """
 
     def __init__(self, channels: int, dim: int, heads: int, window: int, depth: int, drop_paths: list[float]) -> None:
         super().__init__()
@@ -126,12 +145,15 @@ class UpStage(nn.Module):
         x = self.up(F.interpolate(coarse, size=skip.shape[-2:], mode="nearest"))
         for block in self.blocks:
             x = block(x, text)
-        out: Tensor = self.merge(torch.cat([self.after(x), self.skip(skip)], dim=1))
+        out: Tensor = self.merge(torch.cat([self.skip(skip), self.after(x)], dim=1))
         return out
 
 
 class VisionLanguageDecoder(nn.Module):
-    """Three up-sampling stages from stride 32 to 4, then a dropout + 1x1 head -> 2 logits."""
+    """Three up-sampling stages from stride 32 to 4, then a dropout + 1x1 head -> 2 logits.
+
+    Stochastic depth rises linearly from 0 to ``drop_path`` over the blocks of each stage.
+    """
 
     def __init__(
         self,
@@ -150,11 +172,8 @@ class VisionLanguageDecoder(nn.Module):
             raise ValueError(f"text_dim ({text_dim}) must equal the decoder width dim ({dim})")
         self.text_a = nn.Sequential(nn.Linear(text_in, text_dim), nn.LayerNorm(text_dim))
         self.text_b = nn.Sequential(nn.Linear(text_in, text_dim), nn.LayerNorm(text_dim))
-        n = 3 * depth
-        rates = [drop_path * i / max(n - 1, 1) for i in range(n)]
-        self.stages = nn.ModuleList(
-            [UpStage(channels, dim, heads, window, depth, rates[i * depth : (i + 1) * depth]) for i in range(3)]
-        )
+        rates = [drop_path * i / max(depth - 1, 1) for i in range(depth)]
+        self.stages = nn.ModuleList([UpStage(channels, dim, heads, window, depth, rates) for _ in range(3)])
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Conv2d(channels, 2, 1))
 
     def forward(self, levels: list[Tensor], text_a: Tensor, text_b: Tensor) -> Tensor:

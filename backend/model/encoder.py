@@ -3,7 +3,9 @@
 Both families return :class:`Features`: four maps at strides 4, 8, 16 and 32, a global embedding
 (B, E) and a dense embedding (B, E, h, w) in CLIP's joint space, at stride 32 (RN) or the patch
 stride (ViT). Positional embeddings are interpolated on the fly, so any input whose sides are
-multiples of 32 works without touching the loaded weights.
+multiples of 32 works without touching the loaded weights. The ChangeCLIP configs build the towers
+at ChangeCLIP's resolutions (RN50: a 16x16 attention-pool grid, ViT-B/16: 256 px), so at 256-px
+tiles the RN grid is resized bilinearly (as the reference does) and the ViT grid not at all.
 """
 
 from __future__ import annotations
@@ -46,12 +48,19 @@ class DenseAttentionPool(nn.Module):
     Uses the q/k/v/c_proj weights and positional embedding of open_clip's ``AttentionPool2d``;
     the embedding is bilinearly resized to the feature grid. ``dense="value"`` makes the dense
     embedding from the value path alone (``c_proj(v_proj(x))``, MaskCLIP), better localised.
+    The pool is borrowed, not registered: the tower that owns it keeps the only copy of its
+    weights in the state dict (shared tensors cannot be written to a safetensors file).
     """
 
     def __init__(self, pool: nn.Module, dense: Dense = "attention") -> None:
         super().__init__()
-        self.pool = pool
+        self._borrowed = (pool,)  # a tuple hides the module from nn.Module's registration
         self.dense_mode = dense
+
+    @property
+    def pool(self) -> nn.Module:
+        """The open_clip ``AttentionPool2d`` whose weights this pool uses."""
+        return self._borrowed[0]
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Return global (B, E) and dense (B, E, H, W) embeddings of a (B, C, H, W) map."""
@@ -96,12 +105,19 @@ class ViTEncoder(nn.Module):
     """open_clip ``VisionTransformer``: tapped blocks, a learned pyramid and ln_post/proj tokens.
 
     The token pass repeats ``VisionTransformer._embeds`` with the positional embedding resized
-    (bicubic) to the input's patch grid, then runs the public ``transformer.resblocks``; at the
-    native grid it equals ``visual.forward_intermediates`` (see the tests).
+    to the input's patch grid, then runs the public ``transformer.resblocks``; at the native grid
+    it equals ``visual.forward_intermediates`` (see the tests). ``pos_mode`` is the resize:
+    ChangeCLIP's is bilinear (the default with the pyramid), open_clip's bicubic (the default
+    without it, for zero-shot use of an unchanged CLIP).
     """
 
     def __init__(
-        self, visual: VisionTransformer, out_indices: tuple[int, ...], dense: Dense = "attention", pyramid: bool = True
+        self,
+        visual: VisionTransformer,
+        out_indices: tuple[int, ...],
+        dense: Dense = "attention",
+        pyramid: bool = True,
+        pos_mode: str | None = None,
     ) -> None:
         super().__init__()
         n_blocks = len(visual.transformer.resblocks)
@@ -112,6 +128,7 @@ class ViTEncoder(nn.Module):
         self.visual = visual
         self.out_indices = tuple(out_indices)
         self.dense_mode = dense
+        self.pos_mode = pos_mode or ("bilinear" if pyramid else "bicubic")
         width = visual.conv1.out_channels
         self.patch = int(visual.conv1.kernel_size[0])
         self.embed_dim: int = int(visual.output_dim)
@@ -145,7 +162,7 @@ class ViTEncoder(nn.Module):
         cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1)
         pos = v.positional_embedding
-        pos = torch.cat([pos[:1], resize_grid(pos[1:], grid, "bicubic")], dim=0)
+        pos = torch.cat([pos[:1], resize_grid(pos[1:], grid, self.pos_mode)], dim=0)
         x = v.ln_pre(v.patch_dropout(x + pos.to(x.dtype)))
         taps: list[Tensor] = []
         blocks = v.transformer.resblocks

@@ -67,7 +67,7 @@ def build_model(
         siamese = SiameseChange(config)
         return siamese.eval()
     clip_path = _resolve(config.clip, pretrained)  # fail fast, before building anything
-    same = config.miner == config.clip
+    same = config.miner is not None and config.miner.model == config.clip.model  # one weight file fits both
     wanted = miner_pretrained
     if wanted is None and (same or pretrained == "default"):
         wanted = pretrained  # "default" gives the miner its own default tag

@@ -177,12 +177,20 @@ def build_card(
     return card
 
 
-def save_model(model: ClipCDModel, card: ModelCard, path: str | os.PathLike[str]) -> None:
-    """Write ``model``'s tensors and ``card`` to one .safetensors file, atomically."""
+def save_model(
+    model: ClipCDModel, card: ModelCard, path: str | os.PathLike[str], dtype: torch.dtype | None = None
+) -> None:
+    """Write ``model``'s tensors and ``card`` to one .safetensors file, atomically.
+
+    ``dtype`` (e.g. ``torch.float16``) stores the floating-point tensors in that type to halve the
+    file; loading casts them back to the model's type.
+    """
     path = Path(path)
     if card.config != model.config.to_dict():
         raise InputError("the card's config differs from the model's; build the card with build_card(model)")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     with atomic_output(path) as partial:
         save_file(tensors, str(partial), metadata={"format": "clipcd", CARD_KEY: card.to_json()})
     _logger.info("saved model to %s", path)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import open_clip
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -86,10 +87,67 @@ class PromptTextEncoder(nn.Module):
         return embedded[index]
 
 
-class ContextDecoder(nn.Module):
-    """DenseCLIP's context decoder: text queries attend to [global; dense] visual tokens.
+class ContextAttention(nn.Module):
+    """Multi-head attention with bias-free q/k/v projections and a biased output projection.
 
-    ``text + gamma * decoder(text, visual)``, gamma per channel, initialised small.
+    ChangeCLIP's (and DenseCLIP's) context-decoder attention: separate ``q_proj``, ``k_proj``,
+    ``v_proj`` without bias, ``proj`` with bias, dropout after the projection.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"width {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.q_proj = nn.Linear(dim, dim, bias=False)
+        self.k_proj = nn.Linear(dim, dim, bias=False)
+        self.v_proj = nn.Linear(dim, dim, bias=False)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(dropout)
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+        """Attend from ``query`` (B, N, C) to ``key``/``value`` (B, M, C) -> (B, N, C)."""
+        b, n, c = query.shape
+        h = self.heads
+
+        def split(x: Tensor) -> Tensor:
+            return x.view(b, -1, h, c // h).transpose(1, 2)
+
+        out = F.scaled_dot_product_attention(
+            split(self.q_proj(query)), split(self.k_proj(key)), split(self.v_proj(value))
+        )
+        projected: Tensor = self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, c)))
+        return projected
+
+
+class ContextDecoderLayer(nn.Module):
+    """Pre-norm decoder layer: self-attention, cross-attention to the (already normalised) memory, MLP."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.self_attn = ContextAttention(dim, heads, dropout)
+        self.cross_attn = ContextAttention(dim, heads, dropout)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.norm3 = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim * 4), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim * 4, dim))
+
+    def forward(self, x: Tensor, memory: Tensor) -> Tensor:
+        """Update queries (B, K, C) from memory tokens (B, N, C)."""
+        q = self.norm1(x)
+        x = x + self.self_attn(q, q, q)
+        x = x + self.cross_attn(self.norm2(x), memory, memory)
+        out: Tensor = x + self.dropout(self.mlp(self.norm3(x)))
+        return out
+
+
+class ContextDecoder(nn.Module):
+    """DenseCLIP's context decoder, as ChangeCLIP builds it: text queries attend to [global; dense] tokens.
+
+    ``text + gamma * decoder(text, visual)``, gamma per channel, initialised small. The layers are
+    ChangeCLIP's (:class:`ContextDecoderLayer`), so its published weights load unchanged; linear
+    weights start truncated-normal (std 0.02) with zero bias, as there.
     """
 
     def __init__(
@@ -98,21 +156,9 @@ class ContextDecoder(nn.Module):
         super().__init__()
         self.memory_proj = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, width), nn.LayerNorm(width))
         self.text_proj = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, width))
-        self.layers = nn.ModuleList(
-            [
-                nn.TransformerDecoderLayer(
-                    width,
-                    heads,
-                    dim_feedforward=width * 4,
-                    dropout=dropout,
-                    activation="gelu",
-                    batch_first=True,
-                    norm_first=True,
-                )
-                for _ in range(layers)
-            ]
-        )
+        self.layers = nn.ModuleList([ContextDecoderLayer(width, heads, dropout) for _ in range(layers)])
         self.out_proj = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, dim))
+        self.apply(_init_linear)
         self.gamma = nn.Parameter(torch.full((dim,), gamma_init))
 
     def forward(self, text: Tensor, visual: Tensor) -> Tensor:
@@ -123,3 +169,10 @@ class ContextDecoder(nn.Module):
             x = layer(x, memory)
         update: Tensor = self.out_proj(x)
         return text + self.gamma * update
+
+
+def _init_linear(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)

@@ -10,7 +10,10 @@ Weights come from an open_clip tag (downloaded on a machine with internet) or a 
   unpickler that resolves no global except storage dtypes, a local tensor rebuild function and a
   plain attribute holder for ``__torch__`` objects, so only tensors come out.
 
-All three land in :func:`load_clip_weights`, the same path for real and test weights.
+All three land in :func:`load_clip_weights`, the same path for real and test weights. A tower
+built for another input size than the checkpoint's (ChangeCLIP's RN50 pools a 16x16 grid, its
+ViT-B/16 takes 256 px) gets the image positional embedding resized bilinearly at load, as
+ChangeCLIP's loaders do; nothing else may differ.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import copy
 import io
 import logging
+import math
 import pickle  # nosec B403
 import zipfile
 from pathlib import Path
@@ -25,6 +29,7 @@ from typing import Any, ClassVar
 
 import open_clip
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from backend.errors import InputError, ModelFileError
@@ -32,6 +37,7 @@ from backend.model.config import ClipSpec
 
 _logger = logging.getLogger(__name__)
 _JIT_EXTRAS = ("input_resolution", "context_length", "vocab_size")
+_IMAGE_POSITIONS = ("visual.positional_embedding", "visual.attnpool.positional_embedding")
 
 
 def build_clip(spec: ClipSpec) -> open_clip.CLIP:
@@ -120,9 +126,28 @@ def load_clip_weights(clip: open_clip.CLIP, state_dict: dict[str, torch.Tensor],
     for name, _ in clip.named_buffers():
         if name not in persistent:  # non-persistent buffers (attn_mask) that TorchScript archives keep
             sd.pop(name, None)
+    for name in _IMAGE_POSITIONS:
+        if name in sd and name in persistent and sd[name].shape != persistent[name].shape:
+            sd[name] = resize_positions(sd[name], persistent[name].shape, f"{source}: {name}")
     check_tensors(persistent, sd, source)
     clip.load_state_dict(sd, strict=True)
     _logger.info("loaded CLIP weights from %s", source)
+
+
+def resize_positions(pos: torch.Tensor, shape: torch.Size, what: str) -> torch.Tensor:
+    """Resize a (1 + s*s, C) class-plus-grid positional embedding to ``shape`` (bilinear, class row kept).
+
+    Raises:
+        ModelFileError: Not a square grid of the same width.
+    """
+    side, target = math.isqrt(pos.shape[0] - 1), math.isqrt(shape[0] - 1)
+    square = side**2 + 1 == pos.shape[0] and target**2 + 1 == shape[0]
+    if not square or pos.ndim != 2 or len(shape) != 2 or pos.shape[1] != shape[1]:
+        raise ModelFileError(f"{what}: positional embedding {tuple(pos.shape)} cannot be resized to {tuple(shape)}")
+    grid = pos[1:].reshape(1, side, side, -1).permute(0, 3, 1, 2).float()
+    grid = F.interpolate(grid, size=(target, target), mode="bilinear", align_corners=False)
+    _logger.info("%s: positional grid resized %dx%d -> %dx%d", what, side, side, target, target)
+    return torch.cat([pos[:1].float(), grid.permute(0, 2, 3, 1).reshape(target * target, -1)]).to(pos.dtype)
 
 
 def check_tensors(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor], source: str) -> None:

@@ -1,0 +1,55 @@
+"""The model a run trains: a backend model config with its starting weights."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from backend.errors import InputError
+from backend.model import create_model
+from backend.model.efficientnet import EfficientNetLite, imagenet_weights_file, load_efficientnet_pytorch
+from backend.model.factory import ClipCDModel
+from training.config import ModelSection, Source
+
+_log = logging.getLogger(__name__)
+
+
+def build_training_model(section: ModelSection) -> ClipCDModel:
+    """Create ``section.config`` with CLIP towers from ``pretrained`` and an ImageNet encoder from ``encoder_weights``.
+
+    Raises:
+        InputError: Unknown config, weights that cannot be found offline (the message names the
+            local-file option), or ``encoder_weights`` for a model without an ImageNet encoder.
+    """
+    model = create_model(
+        section.config, section.pretrained, miner_pretrained=section.miner_pretrained, **section.overrides
+    )
+    encoders = [m for m in model.modules() if isinstance(m, EfficientNetLite)]
+    if section.encoder_weights is not None:
+        if not encoders:
+            raise InputError(f"model.encoder_weights is set but {section.config} has no ImageNet encoder")
+        for net in encoders:
+            path = (
+                imagenet_weights_file(net.variant) if section.encoder_weights == "imagenet" else section.encoder_weights
+            )
+            unused = load_efficientnet_pytorch(net, Path(path))
+            _log.info("%s encoder: ImageNet weights from %s (%d head tensors unused)", net.variant, path, len(unused))
+        model.weights_source = f"{encoders[0].variant}: ImageNet ({Path(str(path)).name})"
+    elif encoders:
+        _log.warning("%s: the %s encoder starts from RANDOM weights", section.config, encoders[0].variant)
+    return model.train()
+
+
+def describe_sources(sources: Sequence[Source]) -> str:
+    """One line naming a stage's data, e.g. ``levir-cd (train), folder dsifn (train, without 4, 5)``."""
+    parts = []
+    for s in sources:
+        where = s.dataset if s.root in (".", "") else f"{s.dataset} {Path(s.root).name}"
+        notes = [s.split]
+        if s.only:
+            notes.append("only " + ", ".join(s.only))
+        if s.exclude:
+            notes.append("without " + ", ".join(s.exclude))
+        parts.append(f"{where} ({'; '.join(notes)})")
+    return ", ".join(parts)
