@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     from backend.model.cli import add_parsers
 
     add_parsers(commands)
+    from backend.model_source import default_model_file
+
+    commands.choices["info"].set_defaults(default_model=default_model_file())
     return parser
 
 

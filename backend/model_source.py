@@ -1,7 +1,8 @@
 """Which model a run uses.
 
-A model file, else the shipped default, else (until trained weights ship) the small
-configuration with random weights, stated plainly in every log and report.
+A model file, else the shipped default (``resources/models/clipcd-default.safetensors``, or
+``$CLIPCD_MODEL``), else — only where that file is missing — the small configuration with random
+weights, stated plainly in every log and report.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_FILE = REPO_ROOT / "resources" / "models" / "clipcd-default.safetensors"
 FALLBACK_CONFIG = "changeclip-small"
 RANDOM_WEIGHTS_NOTE = (
-    f"{FALLBACK_CONFIG} with RANDOM weights: no trained change weights ship yet, so the maps show "
-    "the pipeline working end to end, not real change"
+    f"{FALLBACK_CONFIG} with RANDOM weights: the default model file {DEFAULT_MODEL_FILE} is missing, so the "
+    "maps show the pipeline working end to end, not real change"
 )
 RANDOM_WEIGHTS_SHORT = f"{FALLBACK_CONFIG} (RANDOM weights, untrained)"
 

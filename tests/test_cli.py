@@ -285,7 +285,8 @@ def test_demo_runs_on_the_generated_pair_and_names_its_weights(tmp_path: Path) -
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "RANDOM weights" in result.stdout.splitlines()[0]
+    first = result.stdout.splitlines()[0]
+    assert "clipcd-default.safetensors" in first and "trained on levir-cd" in first, first
     assert "real Landsat pair not found" in result.stdout
     run = tmp_path / "demo" / "synthetic"
     for name in ("probability.tif", "mask.tif", "changes.gpkg", "preview.png"):

@@ -111,9 +111,12 @@ def export(
     encoder = model.config.image_encoder
     training = {
         **card.training,
+        "config": config.name,
+        "model": config.to_dict()["model"],
+        "recipe": config.to_dict()["train"],
         "data": describe_sources(config.data.train),
         "validation_data": describe_sources(config.data.val),
-        "licences": [LICENCES[k] for k in sorted(roots | {encoder}) if k in LICENCES],
+        "licences": sorted({LICENCES[k] for k in roots | {encoder} if k in LICENCES}),
         "command": f"python -m training.train --config training/configs/{config.name}.yaml",
         "iterations": config.train.iterations,
         "best_iteration": run["best"].get("iteration"),

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from backend.errors import InputError
+from backend.errors import ClipCDError, InputError
 from backend.model import create_model
 from backend.model.efficientnet import EfficientNetLite, imagenet_weights_file, load_efficientnet_pytorch
 from backend.model.factory import ClipCDModel
@@ -22,9 +22,17 @@ def build_training_model(section: ModelSection) -> ClipCDModel:
         InputError: Unknown config, weights that cannot be found offline (the message names the
             local-file option), or ``encoder_weights`` for a model without an ImageNet encoder.
     """
-    model = create_model(
-        section.config, section.pretrained, miner_pretrained=section.miner_pretrained, **section.overrides
-    )
+    try:
+        model = create_model(
+            section.config, section.pretrained, miner_pretrained=section.miner_pretrained, **section.overrides
+        )
+    except ClipCDError as exc:
+        if not any(w and not Path(w).expanduser().is_file() for w in (section.pretrained, section.miner_pretrained)):
+            raise
+        raise InputError(
+            f"{exc}. Offline, pass local CLIP files instead of tags: --pretrained /path/to/RN50.pt (or ViT-B-16.pt) "
+            "and --miner-pretrained /path/to/ViT-B-16.pt (docs/training.md says where to get them)"
+        ) from exc
     encoders = [m for m in model.modules() if isinstance(m, EfficientNetLite)]
     if section.encoder_weights is not None:
         if not encoders:
@@ -42,14 +50,18 @@ def build_training_model(section: ModelSection) -> ClipCDModel:
 
 
 def describe_sources(sources: Sequence[Source]) -> str:
-    """One line naming a stage's data, e.g. ``levir-cd (train), folder dsifn (train, without 4, 5)``."""
+    """One line naming a stage's data, e.g. ``levir-cd (train), dsifn (without 1, 5)``.
+
+    A ``folder`` source is named by its folder (its split is not used); others by dataset and split.
+    """
     parts = []
     for s in sources:
-        where = s.dataset if s.root in (".", "") else f"{s.dataset} {Path(s.root).name}"
-        notes = [s.split]
+        folder = Path(s.root).name if s.root not in (".", "") else ""
+        notes = [] if s.dataset == "folder" else [s.split]
+        where = folder if s.dataset == "folder" else " ".join(filter(None, (s.dataset, folder)))
         if s.only:
             notes.append("only " + ", ".join(s.only))
         if s.exclude:
             notes.append("without " + ", ".join(s.exclude))
-        parts.append(f"{where} ({'; '.join(notes)})")
+        parts.append(f"{where} ({'; '.join(notes)})" if notes else where)
     return ", ".join(parts)

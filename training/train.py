@@ -81,8 +81,12 @@ def _train(config: TrainConfig, run_dir: Path, ctx: distributed.Context, resume:
     module = model.to(ctx.device)
     if ctx.distributed and t.sync_bn:
         module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)  # type: ignore[no-untyped-call]
+    # find_unused_parameters: not every parameter need take part (siamese-lite0's FPN has output
+    # convolutions for levels it never reads); static_graph would do too, but breaks no_sync().
     net: torch.nn.Module = (
-        DistributedDataParallel(module, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        DistributedDataParallel(
+            module, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None, find_unused_parameters=True
+        )
         if ctx.distributed
         else module
     )

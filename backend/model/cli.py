@@ -20,9 +20,16 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Print a model file's card as JSON; exit 2 with a message on stderr when it cannot be read."""
+    """Print a model file's card as JSON; exit 2 with a message on stderr when it cannot be read.
+
+    Without a file, the default model's card (``args.default_model``, set by the top-level CLI).
+    """
+    path = args.model_file or getattr(args, "default_model", None)
+    if path is None:
+        sys.stderr.write("error: no model file given and no default model is installed\n")
+        return 2
     try:
-        card = read_card(args.model_file)
+        card = read_card(path)
     except ClipCDError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
@@ -34,6 +41,6 @@ def add_parsers(subparsers: Any) -> None:
     """Register ``models`` and ``info`` on an argparse subparsers object (``func`` = the command)."""
     models = subparsers.add_parser("models", help="list the model configs")
     models.set_defaults(handler=cmd_models)
-    info = subparsers.add_parser("info", help="print a model file's card as JSON")
-    info.add_argument("model_file", metavar="MODEL_FILE", help="a .safetensors model file")
+    info = subparsers.add_parser("info", help="print a model file's card as JSON (default: the default model)")
+    info.add_argument("model_file", metavar="MODEL_FILE", nargs="?", help="a .safetensors model file")
     info.set_defaults(handler=cmd_info)

@@ -49,6 +49,7 @@ class SiameseChange(nn.Module):
         self.default_prompts: list[str] = list(config.default_prompts)
         self.prompt_source = "default"
         self.weights_source = "random"
+        self._warned_prompts = False
 
     def forward(
         self,
@@ -59,6 +60,9 @@ class SiameseChange(nn.Module):
     ) -> Tensor:
         """Change logits (B, 2, H, W) for normalised tiles (B, 3, H, W); prompts are ignored."""
         check_pair(image_a, image_b)
+        if prompts and any(p.strip() for p in prompts) and not self._warned_prompts:
+            _logger.warning("%s has no text side: ignoring the class names %s", self.config.name, list(prompts))
+            self._warned_prompts = True
         b = image_a.shape[0]
         levels = self.encoder(torch.cat([image_a, image_b]))
         fused = [
