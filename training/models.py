@@ -58,7 +58,7 @@ def describe_sources(sources: Sequence[Source]) -> str:
     for s in sources:
         folder = Path(s.root).name if s.root not in (".", "") else ""
         notes = [] if s.dataset == "folder" else [s.split]
-        where = folder if s.dataset == "folder" else " ".join(filter(None, (s.dataset, folder)))
+        where = (folder or s.dataset) if s.dataset == "folder" else " ".join(filter(None, (s.dataset, folder)))
         if s.only:
             notes.append("only " + ", ".join(s.only))
         if s.exclude:

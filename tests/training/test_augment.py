@@ -1,0 +1,111 @@
+"""training.augment: ChangeCLIP's rotation, flips and per-date photometric distortion on batches."""
+
+from __future__ import annotations
+
+import torch
+
+from training.augment import IGNORE, augment, flip, photometric, rotate
+
+
+def _batch(n: int = 4, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    image_a = torch.rand(n, 3, size, size, generator=g)
+    image_b = torch.rand(n, 3, size, size, generator=g)
+    mask = (torch.rand(n, size, size, generator=g) > 0.5).long()
+    return image_a, image_b, mask
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_rotation_keeps_masks_in_0_1_255_and_images_in_unit_range() -> None:
+    image_a, image_b, mask = _batch()
+    mask[0, :2, :2] = IGNORE  # padding from the crop stays ignored wherever it lands
+    turned_a, turned_b, turned_mask = rotate(image_a, image_b, mask, _gen(), p=1.0)
+    assert turned_mask.dtype == torch.int64 and turned_mask.shape == mask.shape
+    assert set(torch.unique(turned_mask).tolist()) <= {0, 1, IGNORE}
+    assert bool((turned_mask == IGNORE).any()), "the corners outside the turned square must be ignored"
+    for image in (turned_a, turned_b):
+        assert image.shape == image_a.shape
+        assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
+    assert not torch.equal(turned_a, image_a)
+
+
+def test_rotation_turns_both_dates_and_the_mask_together() -> None:
+    size = 32
+    image = torch.zeros(1, 3, size, size)
+    image[:, :, 4:12, 4:12] = 1.0  # a bright square in the top-left quadrant
+    mask = torch.zeros(1, size, size, dtype=torch.long)
+    mask[:, 4:12, 4:12] = 1
+    turned_a, turned_b, turned_mask = rotate(image, image.clone(), mask, _gen(3), p=1.0)
+    assert torch.equal(turned_a, turned_b)
+    bright = turned_a[0, 0] > 0.5
+    changed = turned_mask[0] == 1
+    assert int(changed.sum()) > 20
+    overlap = int((bright & changed).sum()) / int((bright | changed).sum())
+    assert overlap > 0.7, f"image and mask turned apart (IoU {overlap:.2f})"
+
+
+def test_rotation_with_p_0_changes_nothing() -> None:
+    image_a, image_b, mask = _batch()
+    out = rotate(image_a, image_b, mask, _gen(), p=0.0)
+    assert all(torch.equal(x, y) for x, y in zip(out, (image_a, image_b, mask), strict=True))
+
+
+def test_flips_move_a_marked_pixel_to_the_mirrored_place_in_both_dates_and_the_mask() -> None:
+    n, size, (row, col) = 64, 8, (1, 2)
+    image_a, image_b = torch.zeros(n, 3, size, size), torch.zeros(n, 3, size, size)
+    mask = torch.zeros(n, size, size, dtype=torch.long)
+    image_a[:, :, row, col] = 1.0
+    image_b[:, :, row, col] = 0.5
+    mask[:, row, col] = 1
+    out_a, out_b, out_mask = flip(image_a, image_b, mask, _gen(), p=0.5)
+    places = {(row, col), (row, size - 1 - col), (size - 1 - row, col), (size - 1 - row, size - 1 - col)}
+    seen = set()
+    for i in range(n):
+        where = [tuple(int(v) for v in idx) for idx in out_mask[i].nonzero()]
+        assert len(where) == 1 and where[0] in places
+        r, c = where[0]
+        assert float(out_a[i, 0, r, c]) == 1.0 and float(out_b[i, 2, r, c]) == 0.5
+        assert float(out_a[i].sum()) == 3.0, "the image must move as a whole"
+        seen.add(where[0])
+    assert seen == places, "over 64 samples every combination of the two flips should occur"
+
+
+def test_both_flips_at_p_1_mirror_the_pixel_through_the_centre() -> None:
+    image_a = torch.zeros(1, 3, 6, 6)
+    image_a[0, :, 0, 1] = 1.0
+    mask = torch.zeros(1, 6, 6, dtype=torch.long)
+    mask[0, 0, 1] = 1
+    out_a, _, out_mask = flip(image_a, image_a.clone(), mask, _gen(), p=1.0)
+    assert out_mask[0, 5, 4] == 1 and float(out_a[0, :, 5, 4].sum()) == 3.0
+
+
+def test_photometric_draws_independently_for_each_date() -> None:
+    image_a, _, mask = _batch(n=8)
+    out_a, out_b, out_mask = augment(image_a, image_a.clone(), mask, _gen())
+    assert not torch.equal(out_a, out_b), "the two dates got the same photometric distortion"
+    differs = [not torch.equal(out_a[i], out_b[i]) for i in range(8)]
+    assert sum(differs) >= 4
+    for image in (out_a, out_b):
+        assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
+    assert set(torch.unique(out_mask).tolist()) <= {0, 1, IGNORE}
+
+
+def test_photometric_keeps_images_in_unit_range_and_grey_stays_near_grey() -> None:
+    grey = torch.full((16, 3, 4, 4), 0.5)
+    out = photometric(grey, _gen(1))
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    spread = (out.max(dim=1).values - out.min(dim=1).values).max()
+    assert float(spread) < 1e-4, "hue and saturation must not colour a grey image"
+    assert float((out - 0.5).abs().max()) <= 10 / 255 * 1.2 + 0.5 * 0.2 + 1e-6  # brightness then contrast
+
+
+def test_a_seeded_generator_repeats_and_another_seed_differs() -> None:
+    batch = _batch(n=6)
+    first = augment(*batch, _gen(7))
+    again = augment(*batch, _gen(7))
+    other = augment(*batch, _gen(8))
+    assert all(torch.equal(x, y) for x, y in zip(first, again, strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(first, other, strict=True))

@@ -1,0 +1,103 @@
+"""training.export: a finished run becomes a model file whose card says what it is, fp32 or fp16."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from backend.model import load_model, read_card
+from tests.training.tinyrun import kept_threads, make_pairs, read_json, write_config
+from training import export, train
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with kept_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A finished 3-iteration run on fake pairs in a folder named like the LEVIR-CD crops."""
+    tmp = tmp_path_factory.mktemp("export")
+    make_pairs(tmp / "data" / "levir-cd-crops")
+    config = write_config(
+        tmp / "tiny.yaml",
+        tmp / "data",
+        data={
+            "train": [{"dataset": "folder", "root": "levir-cd-crops", "exclude": ["pair_3"]}],
+            "val": [{"dataset": "folder", "root": "levir-cd-crops", "only": ["pair_3"], "protocol": "tiles"}],
+        },
+    )
+    with kept_threads():
+        assert train.main(["--config", str(config), "--out", str(tmp / "run"), "--device", "cpu"]) == 0
+    yield tmp / "run"
+
+
+def test_the_exported_card_carries_threshold_licences_validation_and_description(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model.safetensors"
+    card = export.export(run_dir, out, device="cpu")
+    run = read_json(run_dir / "run.json")
+
+    assert card["threshold"] == run["best"]["threshold"]
+    licences = card["training"]["licences"]
+    assert export.LICENCES["levir-cd-crops"] in licences and export.LICENCES["efficientnet-lite0"] in licences
+    assert card["training"]["command"] == "python -m training.train --config training/configs/tiny.yaml"
+    assert card["training"]["best_iteration"] == 3 and card["training"]["iterations"] == 3
+    assert "levir-cd-crops" in card["training"]["data"] and "pair_3" in card["training"]["validation_data"]
+    [(source, figures)] = card["metrics"]["validation"].items()
+    assert "levir-cd-crops" in source and figures["protocol"] == "tiles" and figures["images"] == 1
+    assert {"f1", "iou", "precision", "recall", "oa"} <= set(figures)
+    assert "validation" in card["metrics"]["threshold_chosen_on"]
+    assert "NOT CLIP-pretrained" in card["description"] and "prompts are ignored" in card["description"]
+
+    on_disk = read_card(out)
+    assert on_disk.threshold == card["threshold"] and on_disk.description == card["description"]
+    model, loaded = load_model(out)
+    best, _ = load_model(run_dir / "best.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), best.state_dict().values(), strict=True))
+    assert loaded.metrics == card["metrics"]
+
+
+def test_no_rescore_takes_the_validation_figures_from_run_json(run_dir: Path, tmp_path: Path) -> None:
+    card = export.export(run_dir, tmp_path / "model.safetensors", rescore=False, device="cpu")
+    per_source = read_json(run_dir / "run.json")["validation"]["per_source"]
+    assert card["metrics"]["validation"] == per_source
+
+
+def test_fp16_halves_the_float_tensors_and_still_loads(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    assert export.main([str(run_dir), "--out", str(full), "--device", "cpu", "--no-rescore"]) == 0
+    assert export.main([str(run_dir), "--out", str(half), "--device", "cpu", "--no-rescore", "--fp16"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["out"] == str(half) and "threshold" in printed
+
+    with safe_open(str(full), framework="pt") as a, safe_open(str(half), framework="pt") as b:
+        assert sorted(a.keys()) == sorted(b.keys())
+        for key in a.keys():  # noqa: SIM118 (safe_open is not a mapping)
+            x, y = a.get_tensor(key), b.get_tensor(key)
+            assert y.dtype == (torch.float16 if x.is_floating_point() else x.dtype), key
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+
+    model, card = load_model(half)
+    reference, _ = load_model(full)
+    for (name, p), q in zip(model.state_dict().items(), reference.state_dict().values(), strict=True):
+        if q.is_floating_point():
+            assert p.dtype == q.dtype == torch.float32, name
+            torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-3)
+    image = torch.rand(1, 3, 64, 64)
+    torch.testing.assert_close(model(image, image.flip(-1)), reference(image, image.flip(-1)), rtol=0.05, atol=0.05)
+    assert card.threshold == printed["threshold"]
+
+
+def test_a_folder_that_is_not_a_finished_run_is_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert export.main([str(tmp_path), "--out", str(tmp_path / "x.safetensors")]) == 2
+    error = capsys.readouterr().err
+    assert "best.safetensors not found" in error and "finished training run" in error
