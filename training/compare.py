@@ -23,8 +23,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from backend.errors import ClipCDError
 from backend.model import FORMAT_VERSION, ModelCard, load_model
+from training.cli import run_command, setup_logging
 from training.config import load_config
 from training.data import eval_set
 from training.distributed import pick_device
@@ -119,14 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    setup_logging(fmt="%(levelname)s %(name)s: %(message)s")
+
+    def work() -> str:
         report = compare(Path(args.config), [Path(m) for m in args.model], args.data_root, args.device)
-    except ClipCDError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 2
-    sys.stdout.write((json.dumps(report, indent=2) if args.json else format_table(report)) + "\n")
-    return 0
+        return json.dumps(report, indent=2) if args.json else format_table(report)
+
+    return run_command(work)
 
 
 if __name__ == "__main__":

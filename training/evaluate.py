@@ -27,17 +27,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from backend.errors import ClipCDError, InputError
+from backend.errors import InputError
 from backend.model import ModelCard
 from backend.params import DetectParams
 from backend.predict import Predictor, select_device
 from backend.progress import ProgressFn, no_progress
+from training.cli import run_command, setup_logging
 from training.metrics import ConfusionMatrix
 from training.predict import PROTOCOLS, Job, make_job, run_jobs
 
 _log = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_BUG, EXIT_INPUT = 0, 1, 2
 
 
 def evaluate(
@@ -200,18 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    try:
+    setup_logging(args.verbose)
+
+    def work() -> str:
         report = _run(args)
-    except ClipCDError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_INPUT
-    except Exception as exc:
-        _log.exception("unexpected error")
-        sys.stderr.write(f"error (a bug, please report it): {exc}\n")
-        return EXIT_BUG
-    sys.stdout.write(json.dumps(report) + "\n" if args.json else format_table(report))
-    return EXIT_OK
+        return json.dumps(report) if args.json else format_table(report)
+
+    return run_command(work)
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:

@@ -23,9 +23,10 @@ from typing import Any
 
 import torch
 
-from backend.errors import ClipCDError, InputError
+from backend.errors import InputError
 from backend.model import build_card, load_model, save_model
 from training.checkpoint import BEST
+from training.cli import run_command, setup_logging
 from training.config import TrainConfig
 from training.data import eval_set
 from training.distributed import pick_device
@@ -147,17 +148,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-rescore", action="store_true", help="take validation figures from run.json")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    setup_logging(fmt="%(levelname)s %(name)s: %(message)s")
+
+    def work() -> str:
         card = export(
             Path(args.run_dir), Path(args.out), fp16=args.fp16, compare=Path(args.compare) if args.compare else None,
             data_root=args.data_root, rescore=not args.no_rescore, device=args.device,
         )  # fmt: skip
-    except ClipCDError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 2
-    sys.stdout.write(json.dumps({"out": args.out, "threshold": card["threshold"], "metrics": card["metrics"]}) + "\n")
-    return 0
+        return json.dumps({"out": args.out, "threshold": card["threshold"], "metrics": card["metrics"]})
+
+    return run_command(work)
 
 
 if __name__ == "__main__":

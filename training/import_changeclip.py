@@ -24,14 +24,14 @@ from pathlib import Path
 
 import torch
 
-from backend.errors import ClipCDError, InputError, ModelFileError
+from backend.errors import InputError, ModelFileError
 from backend.model import build_card, build_model, get_config, save_model
 from backend.model.config import ModelConfig
 from training.changeclip_checkpoint import Conversion, convert, detect_family, read_checkpoint
+from training.cli import run_command, setup_logging
 
 _log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_BUG, EXIT_INPUT = 0, 1, 2
 CONFIGS = ("changeclip-rn50", "changeclip-vit-b16")
 REFERENCE = "dyzy41/ChangeCLIP (Dong et al., ChangeCLIP, ISPRS J. 208:53-69, 2024)"
 HELP = """\
@@ -205,33 +205,28 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    try:
-        report = import_changeclip(
-            args.checkpoint,
-            args.config,
-            args.out,
-            miner_weights=args.miner_weights,
-            default_prompts=[p.strip() for p in args.default_prompts.split(",")],
-            allow_partial=args.allow_partial,
-        )
-    except IncompleteImportError as exc:
-        sys.stdout.write(format_report(exc.report))
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_INPUT
-    except ClipCDError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_INPUT
-    except Exception as exc:
-        _log.exception("unexpected error")
-        sys.stderr.write(f"error (a bug, please report it): {exc}\n")
-        return EXIT_BUG
-    sys.stdout.write(format_report(report))
-    if report.conversion.unmapped:
-        sys.stderr.write("warning: some reference tensors were not used; see 'unmapped' above\n")
-    if args.miner_weights is None:
-        sys.stderr.write("note: no --miner-weights: the model uses fixed default prompts instead of mined ones\n")
-    return EXIT_OK
+    setup_logging(args.verbose)
+
+    def work() -> str:
+        try:
+            report = import_changeclip(
+                args.checkpoint,
+                args.config,
+                args.out,
+                miner_weights=args.miner_weights,
+                default_prompts=[p.strip() for p in args.default_prompts.split(",")],
+                allow_partial=args.allow_partial,
+            )
+        except IncompleteImportError as exc:
+            sys.stdout.write(format_report(exc.report))
+            raise
+        if report.conversion.unmapped:
+            sys.stderr.write("warning: some reference tensors were not used; see 'unmapped' above\n")
+        if args.miner_weights is None:
+            sys.stderr.write("note: no --miner-weights: the model uses fixed default prompts instead of mined ones\n")
+        return format_report(report)
+
+    return run_command(work)
 
 
 if __name__ == "__main__":

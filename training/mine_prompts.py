@@ -28,16 +28,16 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from backend.errors import ClipCDError, InputError, ModelFileError
+from backend.errors import InputError, ModelFileError
 from backend.model.config import ClipSpec
 from backend.model.prompts import CHANGECLIP_CLASSES, PromptMiner
 from backend.model.weights import build_clip, load_clip_weights, read_state_dict, resolve_weights
 from backend.predict import select_device
+from training.cli import run_command, setup_logging
 from training.prompt_cache import PromptNames, cache_path, write_prompt_cache
 
 _log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_BUG, EXIT_INPUT = 0, 1, 2
 DEFAULT_MINER = "ViT-B-16-quickgelu"
 DEFAULT_PRETRAINED = "openai"
 
@@ -156,18 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (0 done, 2 bad input, 1 a bug)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    try:
-        path = _run(args)
-    except ClipCDError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_INPUT
-    except Exception as exc:
-        _log.exception("unexpected error")
-        sys.stderr.write(f"error (a bug, please report it): {exc}\n")
-        return EXIT_BUG
-    sys.stdout.write(f"{path}\n")
-    return EXIT_OK
+    setup_logging(args.verbose)
+    return run_command(lambda: str(_run(args)))
 
 
 def _run(args: argparse.Namespace) -> Path:

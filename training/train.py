@@ -32,13 +32,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from backend.errors import ClipCDError
 from backend.files import atomic_output
 from backend.model import build_card
 from backend.transform import normalise
 from training import distributed
 from training.augment import augment
 from training.checkpoint import BEST, load_checkpoint, save_checkpoint
+from training.cli import run_command, setup_logging
 from training.config import TrainConfig, load_config
 from training.data import CropPool, collate
 from training.logbook import Logbook
@@ -47,7 +47,6 @@ from training.optim import build_optimizer, change_loss
 from training.validate import Validator
 
 _log = logging.getLogger("training.train")
-EXIT_OK, EXIT_BUG, EXIT_INPUT = 0, 1, 2
 
 
 def _batches(loader: DataLoader[Any], sampler: DistributedSampler[Any], pool: CropPool, epoch: int) -> Iterator[Any]:
@@ -242,22 +241,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (0 done, 2 bad input, 1 a bug)."""
     args = build_parser().parse_intermixed_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(fmt="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = list(args.overrides)
     if args.pretrained:
         overrides.append(f"model.pretrained={args.pretrained}")
     if args.miner_pretrained:
         overrides.append(f"model.miner_pretrained={args.miner_pretrained}")
-    try:
+
+    def work() -> str:
         config = load_config(args.config, overrides, args.data_root)
         run_dir = Path(args.out or Path("runs") / config.name)
         summary = train(config, run_dir, device=args.device, resume=Path(args.resume) if args.resume else None)
-    except ClipCDError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_INPUT
-    if summary.get("main", True):
-        sys.stdout.write(json.dumps({k: summary[k] for k in ("name", "best", "run_dir")}) + "\n")
-    return EXIT_OK
+        return json.dumps({k: summary[k] for k in ("name", "best", "run_dir")}) if summary.get("main", True) else ""
+
+    return run_command(work)
 
 
 if __name__ == "__main__":
