@@ -1,0 +1,245 @@
+"""The Processing algorithm ``clipcd:detect_change``: the same worker as the dock, driven by Processing.
+
+The algorithm only prepares a :class:`RunParams`, runs :class:`Worker` into a temporary folder and
+moves the outputs to the requested destinations. The model runs in a child process, so nothing here
+touches QGIS objects from another thread in an unsafe way: the algorithm keeps Processing's default
+flags and runs in a background thread (toolbox, modeler, qgis_process alike).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
+    QgsProcessingUtils,
+    QgsProviderRegistry,
+    QgsRasterLayer,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+
+from qgis_clipcd.metadata import homepage, resource
+from qgis_clipcd.params import DEVICES, RunParams, parse_bands, split_prompts
+from qgis_clipcd.worker import Worker, find_python
+
+DEFAULT_MODEL = "resources/models/clipcd-default.safetensors"
+
+
+def _tr(text: str) -> str:
+    return str(QCoreApplication.translate("ClipCD", text))
+
+
+def _vector_type_polygon() -> Any:
+    """``QgsProcessing.SourceType.TypeVectorPolygon`` (scoped in newer sip), else the flat 3.22 name."""
+    scoped = getattr(QgsProcessing, "SourceType", None)
+    return scoped.TypeVectorPolygon if scoped is not None else QgsProcessing.TypeVectorPolygon
+
+
+def layer_file(layer: QgsRasterLayer, name: str) -> str:
+    """The file behind a raster layer; layers that are not files are refused for now."""
+    path = ""
+    if layer.providerType() == "gdal":
+        path = str(QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path") or "")
+    if not path or not Path(path).is_file():
+        raise QgsProcessingException(
+            _tr(
+                f"{name} layer {layer.name()!r} is not a raster file ({layer.providerType()} source "
+                f"{layer.source()!r}); web, virtual and in-memory rasters are not supported yet. "
+                "Save it as a GeoTIFF (Export > Save As) and pick that file."
+            )
+        )
+    return path
+
+
+class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
+    """Detects change between two rasters and writes the change polygons (and optionally probabilities)."""
+
+    BEFORE, AFTER, PROMPTS, AUTO_PROMPTS, MODEL = "BEFORE", "AFTER", "PROMPTS", "AUTO_PROMPTS", "MODEL"
+    THRESHOLD, MIN_AREA, DEVICE, EXTENT, BANDS = "THRESHOLD", "MIN_AREA", "DEVICE", "EXTENT", "BANDS"
+    OUTPUT_POLYGONS, OUTPUT_PROBABILITY = "OUTPUT_POLYGONS", "OUTPUT_PROBABILITY"
+    POLYGONS, CHANGED_AREA_M2 = "POLYGONS", "CHANGED_AREA_M2"
+
+    def name(self) -> str:
+        """Algorithm id inside the provider; stored in scripts and models, never renamed."""
+        return "detect_change"
+
+    def displayName(self) -> str:
+        """Name in the toolbox."""
+        return _tr("Detect change (CLIP)")
+
+    def shortHelpString(self) -> str:
+        """Help shown beside the dialog."""
+        return _tr(
+            "Compares a before and an after raster with a deep-learning change detection model and writes "
+            "the changed areas as polygons (GeoPackage: area_m2, mean_prob, max_prob), optionally with the "
+            "change probability raster. Prompts name what to look for (e.g. building,road); with automatic "
+            "prompts the model chooses. The model runs in a separate Python with torch (see the plugin's "
+            "settings or $CLIPCD_PYTHON)."
+        )
+
+    def helpUrl(self) -> str:
+        """The homepage from metadata.txt."""
+        return homepage()
+
+    def createInstance(self) -> DetectChangeAlgorithm:
+        """A new instance (Processing runs each copy separately)."""
+        return DetectChangeAlgorithm()
+
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
+        """Declare the parameters and outputs."""
+        number = QgsProcessingParameterNumber.Type.Double
+        self.addParameter(QgsProcessingParameterRasterLayer(self.BEFORE, _tr("Before raster (earlier date)")))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.AFTER, _tr("After raster (later date)")))
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.PROMPTS, _tr("Prompts (comma separated, e.g. building,road)"), multiLine=True, optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(self.AUTO_PROMPTS, _tr("Automatic prompts (ignore the prompts above)"), True)
+        )
+        default_model = resource(DEFAULT_MODEL)
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.MODEL,
+                _tr("Model file (empty: the default model)"),
+                extension="safetensors",
+                defaultValue=str(default_model) if default_model.is_file() else None,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.THRESHOLD, _tr("Change probability threshold (empty: the model's)"), number, None, True, 0.0, 1.0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(self.MIN_AREA, _tr("Minimum polygon area (m²)"), number, 0.0, False, 0.0)
+        )
+        device = QgsProcessingParameterEnum(self.DEVICE, _tr("Device"), list(DEVICES), defaultValue="auto")
+        device.setUsesStaticStrings(True)
+        self.addParameter(device)
+        self.addParameter(QgsProcessingParameterExtent(self.EXTENT, _tr("Extent (empty: the overlap)"), optional=True))
+        self.addParameter(
+            QgsProcessingParameterString(self.BANDS, _tr("Bands red,green,blue (e.g. 4,3,2)"), optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                self.OUTPUT_POLYGONS, _tr("Change polygons"), _vector_type_polygon(), "TEMPORARY_OUTPUT"
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterRasterDestination(
+                self.OUTPUT_PROBABILITY, _tr("Change probability"), None, optional=True, createByDefault=False
+            )
+        )
+        self.addOutput(QgsProcessingOutputNumber(self.POLYGONS, _tr("Number of change polygons")))
+        self.addOutput(QgsProcessingOutputNumber(self.CHANGED_AREA_M2, _tr("Changed area (m²)")))
+
+    def processAlgorithm(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict[str, Any]:
+        """Run the worker into a temporary folder and move its outputs to the destinations."""
+        python = find_python()
+        if python is None:
+            raise QgsProcessingException(
+                _tr(
+                    "No Python with torch, open_clip and rasterio was found for the ClipCD engine. Set one in "
+                    "the plugin's settings (clipcd/python) or in the CLIPCD_PYTHON environment variable."
+                )
+            )
+        work = Path(tempfile.mkdtemp(prefix="clipcd-", dir=QgsProcessingUtils.tempFolder()))
+        params = self._params(parameters, context, str(work / "out"))
+        feedback.pushInfo(_tr("Engine command: ") + params.command_line(python))
+
+        def progress(fraction: float, message: str) -> None:
+            feedback.setProgress(100.0 * fraction)
+            feedback.setProgressText(message)
+
+        result = Worker().run(params, python, progress, feedback.isCanceled)
+        for line in result.log:
+            feedback.pushDebugInfo(line)
+        if not result.ok:
+            shutil.rmtree(work, ignore_errors=True)
+            raise QgsProcessingException(result.message or _tr("The change detection failed."))
+
+        polygons = self.parameterAsOutputLayer(parameters, self.OUTPUT_POLYGONS, context)
+        _move(result.outputs["changes"], polygons)
+        outputs: dict[str, Any] = {
+            self.OUTPUT_POLYGONS: polygons,
+            self.OUTPUT_PROBABILITY: None,
+            self.POLYGONS: result.summary.get("polygons"),
+            self.CHANGED_AREA_M2: result.summary.get("changed_area_m2"),
+        }
+        probability = self.parameterAsOutputLayer(parameters, self.OUTPUT_PROBABILITY, context)
+        if probability:
+            _move(result.outputs["probability"], probability)
+            outputs[self.OUTPUT_PROBABILITY] = probability
+        shutil.rmtree(work, ignore_errors=True)
+        return outputs
+
+    def _params(self, parameters: dict[str, Any], context: QgsProcessingContext, out_dir: str) -> RunParams:
+        before = self.parameterAsRasterLayer(parameters, self.BEFORE, context)
+        after = self.parameterAsRasterLayer(parameters, self.AFTER, context)
+        for key, layer in ((self.BEFORE, before), (self.AFTER, after)):
+            if layer is None or not layer.isValid():
+                raise QgsProcessingException(
+                    _tr(f"{key}: {parameters.get(key)!r} is not a raster layer QGIS can open.")
+                )
+        try:
+            bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context) or "")
+        except ValueError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        auto = self.parameterAsBoolean(parameters, self.AUTO_PROMPTS, context)
+        prompts = () if auto else split_prompts(self.parameterAsString(parameters, self.PROMPTS, context) or "")
+        model = self.parameterAsFile(parameters, self.MODEL, context) or None
+        threshold = None
+        if parameters.get(self.THRESHOLD) not in (None, ""):
+            threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
+        return RunParams(
+            before=layer_file(before, self.BEFORE),
+            after=layer_file(after, self.AFTER),
+            out_dir=out_dir,
+            model=model,
+            prompts=prompts,
+            threshold=threshold,
+            min_area=self.parameterAsDouble(parameters, self.MIN_AREA, context),
+            device=self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto",
+            extent=self._extent(parameters, context, before.crs()),
+            bands=bands,
+        )
+
+    def _extent(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, crs: QgsCoordinateReferenceSystem
+    ) -> tuple[float, float, float, float] | None:
+        """The EXTENT parameter in the before raster's CRS, or None when not set."""
+        if parameters.get(self.EXTENT) in (None, ""):
+            return None
+        rect = self.parameterAsExtent(parameters, self.EXTENT, context, crs)
+        if rect.isNull() or rect.isEmpty():
+            return None
+        return rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()
+
+
+def _move(source: str, target: str) -> None:
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    Path(target).unlink(missing_ok=True)
+    shutil.move(source, target)

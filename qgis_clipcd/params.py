@@ -1,0 +1,86 @@
+"""The parameters of one plugin run, and the ``python -m backend detect`` options they become.
+
+The dock and the Processing algorithm both build a :class:`RunParams`; :class:`qgis_clipcd.worker.Worker`
+runs it. This module is plain Python (no QGIS, no backend import), so it can be tested anywhere.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """One detection run as the worker sees it.
+
+    Attributes:
+        before: Path of the earlier raster (its CRS and grid are the outputs').
+        after: Path of the later raster.
+        out_dir: Folder the worker writes probability.tif, mask.tif, changes.gpkg and preview.png into.
+        model: Model file; None uses the default model.
+        prompts: Class names to look for; empty lets the model choose (automatic prompts).
+        threshold: Change probability threshold in [0, 1]; None uses the model card's.
+        min_area: Polygons smaller than this many square metres are dropped.
+        device: "auto", "cpu" or "cuda".
+        extent: (xmin, ymin, xmax, ymax) in the before raster's CRS; None uses the rasters' overlap.
+        bands: 1-based red, green, blue band numbers; None lets the engine choose.
+    """
+
+    before: str
+    after: str
+    out_dir: str
+    model: str | None = None
+    prompts: tuple[str, ...] = ()
+    threshold: float | None = None
+    min_area: float = 0.0
+    device: str = "auto"
+    extent: tuple[float, float, float, float] | None = None
+    bands: tuple[int, int, int] | None = None
+
+    def to_argv(self) -> list[str]:
+        """The ``detect`` options for these parameters (without ``--json-progress``)."""
+        argv = ["--before", self.before, "--after", self.after, "--out", self.out_dir]
+        if self.model:
+            argv += ["--model", self.model]
+        if self.prompts:
+            argv += ["--prompts", ",".join(self.prompts)]
+        if self.threshold is not None:
+            argv += ["--threshold", repr(float(self.threshold))]
+        if self.min_area:
+            argv += ["--min-area", repr(float(self.min_area))]
+        if self.device != "auto":
+            argv += ["--device", self.device]
+        if self.extent is not None:
+            argv += ["--extent", ",".join(repr(float(v)) for v in self.extent)]
+        if self.bands is not None:
+            argv += ["--bands", ",".join(str(b) for b in self.bands)]
+        return argv
+
+    def command_line(self, python: str) -> str:
+        """A shell-quoted command that runs the same detection by hand ("Copy as command")."""
+        return shlex.join([python, "-m", "backend", "detect", *self.to_argv()])
+
+
+def split_prompts(text: str) -> tuple[str, ...]:
+    """Prompts typed as comma- or line-separated text, stripped, empties dropped."""
+    return tuple(p.strip() for p in text.replace("\n", ",").split(",") if p.strip())
+
+
+def parse_bands(text: str) -> tuple[int, int, int] | None:
+    """Band numbers typed as "r,g,b" (1-based); empty text gives None.
+
+    Raises:
+        ValueError: when the text is not three positive whole numbers; the message says what to type.
+    """
+    if not text.strip():
+        return None
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        raise ValueError(f"bands {text!r} must be three band numbers like 1,2,3 or 4,3,2") from None
+    if len(values) != 3 or any(v < 1 for v in values):
+        raise ValueError(f"bands {text!r} must be three band numbers like 1,2,3 or 4,3,2 (1-based)")
+    return values[0], values[1], values[2]

@@ -1,0 +1,139 @@
+"""The background task of one detection run: the worker subprocess off the main thread.
+
+``run()`` (a worker thread) only drives the subprocess and reports progress; ``finished()``
+(the main thread) adds the layers to the project or reports the error. QGIS never waits on it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
+from qgis.PyQt.QtCore import pyqtSignal
+
+from qgis_clipcd.layers import add_results, run_name
+from qgis_clipcd.params import RunParams
+from qgis_clipcd.worker import Worker, WorkerResult, find_python
+
+LOG_TAG = "ClipCD"
+
+NO_PYTHON = (
+    "No Python with torch was found for the ClipCD engine. Install the engine's requirements "
+    '(pip install -r requirements.txt) or set the interpreter in Settings › Options › Advanced "clipcd/python".'
+)
+
+
+class DetectTask(QgsTask):  # type: ignore[misc]
+    """Runs ``python -m backend detect --json-progress`` and publishes its outputs.
+
+    Attributes:
+        result: The worker's result once ``run()`` returned (None before, or when no Python).
+        layers: The layers added to the project on success.
+    """
+
+    #: The worker's latest progress message (emitted from the task thread; connect queued).
+    status = pyqtSignal(str)
+
+    def __init__(
+        self,
+        params: RunParams,
+        *,
+        python: str | None = None,
+        iface: Any = None,
+        worker: Worker | None = None,
+        add_probability: bool = True,
+        remove_out_dir_on_failure: bool = False,
+        project: QgsProject | None = None,
+    ) -> None:
+        """Prepare a run; nothing starts until the task manager runs it.
+
+        Args:
+            params: What to run.
+            python: The interpreter for the worker; None looks it up in ``run()`` (off the main thread).
+            iface: The QGIS interface for the message bar (None: ``qgis.utils.iface``).
+            worker: The worker (tests pass their own).
+            add_probability: Also add the probability raster.
+            remove_out_dir_on_failure: Delete ``params.out_dir`` when the run fails or is canceled
+                (for a temporary folder the dock made for this run).
+            project: Where the layers go (default: the current project).
+        """
+        super().__init__(f"ClipCD: detect change ({Path(params.out_dir).name})", QgsTask.Flag.CanCancel)
+        self.params = params
+        self.python = python
+        self.iface = iface
+        self.worker = worker or Worker()
+        self.add_probability = add_probability
+        self.remove_out_dir_on_failure = remove_out_dir_on_failure
+        self.project = project
+        self.result: WorkerResult | None = None
+        self.error: str = ""
+        self.layers: list[Any] = []
+
+    def run(self) -> bool:
+        """Drive the worker (task thread): progress to ``setProgress``, cancel from ``isCanceled``."""
+        try:
+            python = self.python or find_python()
+            if python is None:
+                self.error = NO_PYTHON
+                return False
+            self.result = self.worker.run(self.params, python, self._on_progress, self.isCanceled)
+            if not self.result.ok:
+                self.error = self.result.message or f"the engine stopped with exit code {self.result.exit_code}"
+            return bool(self.result.ok) and not self.isCanceled()
+        except Exception as exc:  # never let an exception escape into the task manager's thread
+            self.error = f"{type(exc).__name__}: {exc}"
+            return False
+        finally:
+            if (self.result is None or not self.result.ok) and self.remove_out_dir_on_failure:
+                shutil.rmtree(self.params.out_dir, ignore_errors=True)
+
+    def _on_progress(self, fraction: float, message: str) -> None:
+        self.setProgress(max(0.0, min(100.0, fraction * 100.0)))
+        if message:
+            self.status.emit(message)
+
+    def finished(self, result: bool) -> None:
+        """Main thread: add the layers, or tell the user what went wrong."""
+        if result and self.result is not None:
+            self._publish(self.result)
+        elif self.isCanceled() or (self.result is not None and self.result.error_kind == "canceled"):
+            QgsMessageLog.logMessage("Run canceled; partial outputs were removed.", LOG_TAG, Qgis.MessageLevel.Info)
+            self._message_bar_push("Change detection canceled", "Partial outputs were removed.", None, False)
+        else:
+            self._report_failure()
+
+    def _publish(self, result: WorkerResult) -> None:
+        _, self.layers = add_results(
+            run_name(self.params.out_dir), result.outputs, probability=self.add_probability, project=self.project
+        )
+        polygons = result.summary.get("polygons", len(self.layers))
+        area = result.summary.get("changed_area_m2")
+        text = f"{polygons} change polygon(s)" + (f", {float(area):,.0f} m²" if area is not None else "")
+        QgsMessageLog.logMessage(f"Done: {text}; outputs in {self.params.out_dir}", LOG_TAG, Qgis.MessageLevel.Success)
+        self._message_bar_push("Change detection finished", text, None, False)
+
+    def _report_failure(self) -> None:
+        log = list(self.result.log) if self.result is not None else []
+        message = self.error or "the engine failed without a message"
+        QgsMessageLog.logMessage(message, LOG_TAG, Qgis.MessageLevel.Critical)
+        for line in log:
+            QgsMessageLog.logMessage(line, LOG_TAG, Qgis.MessageLevel.Info)
+        self._message_bar_push("Change detection failed", message, "\n".join(log) or None, True)
+
+    def _message_bar_push(self, title: str, text: str, more: str | None, critical: bool) -> None:
+        iface = self.iface
+        if iface is None:
+            from qgis.utils import iface as qgis_iface
+
+            iface = qgis_iface
+        if iface is None:
+            return
+        level = Qgis.MessageLevel.Critical if critical else Qgis.MessageLevel.Success
+        duration = 0 if critical else 5
+        bar = iface.messageBar()
+        if more:
+            bar.pushMessage(title, text, more, level, duration)
+        else:
+            bar.pushMessage(title, text, level, duration)

@@ -1,0 +1,250 @@
+"""``clipcd:detect_change`` through processing.run, a graphical model (.model3) and qgis_process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.plugin import write_pair
+from tests.rasters import UTM_X0, UTM_Y0
+
+qgis_core = pytest.importorskip("qgis.core", reason="QGIS (python3-qgis) is not installed")
+pytestmark = pytest.mark.qgis
+
+
+@pytest.fixture
+def provider(qgis_processing: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    from qgis_clipcd.provider import ClipCDProvider
+
+    monkeypatch.setenv("CLIPCD_PYTHON", sys.executable)  # skips the import check of QGIS's own Python
+
+    registry = qgis_core.QgsApplication.processingRegistry()
+    created = ClipCDProvider()
+    assert registry.addProvider(created)
+    yield created
+    registry.removeProvider(created)
+
+
+def polygons(path: str | Path) -> list[object]:
+    layer = qgis_core.QgsVectorLayer(str(path), "changes", "ogr")
+    assert layer.isValid(), path
+    assert layer.crs().authid() == "EPSG:32631"
+    assert {"area_m2", "mean_prob", "max_prob"} <= {f.name() for f in layer.fields()}
+    return list(layer.getFeatures())
+
+
+def test_algorithm_declares_its_parameters(provider: object) -> None:
+    algorithm = qgis_core.QgsApplication.processingRegistry().algorithmById("clipcd:detect_change")
+    assert algorithm is not None
+    names = [p.name() for p in algorithm.parameterDefinitions()]
+    assert names == [
+        "BEFORE",
+        "AFTER",
+        "PROMPTS",
+        "AUTO_PROMPTS",
+        "MODEL",
+        "THRESHOLD",
+        "MIN_AREA",
+        "DEVICE",
+        "EXTENT",
+        "BANDS",
+        "OUTPUT_POLYGONS",
+        "OUTPUT_PROBABILITY",
+    ]
+    device = algorithm.parameterDefinition("DEVICE")
+    assert device.usesStaticStrings() and device.options() == ["auto", "cpu", "cuda"]
+    assert Path(algorithm.parameterDefinition("MODEL").defaultValue()).is_file()
+    assert algorithm.parameterDefinition("OUTPUT_PROBABILITY").flags() & 8  # FlagOptional
+
+
+def test_processing_run_writes_polygons(tmp_path: Path, provider: object) -> None:
+    import processing
+
+    before, after = write_pair(tmp_path)
+    result = processing.run(
+        "clipcd:detect_change",
+        {
+            "BEFORE": str(before),
+            "AFTER": str(after),
+            "THRESHOLD": 0.01,
+            "DEVICE": "cpu",
+            "OUTPUT_POLYGONS": str(tmp_path / "result" / "changes.gpkg"),
+            "OUTPUT_PROBABILITY": str(tmp_path / "result" / "probability.tif"),
+        },
+    )
+    assert result["OUTPUT_POLYGONS"] == str(tmp_path / "result" / "changes.gpkg")
+    features = polygons(result["OUTPUT_POLYGONS"])
+    assert len(features) == result["POLYGONS"] >= 1
+    assert result["CHANGED_AREA_M2"] > 0
+    assert qgis_core.QgsRasterLayer(result["OUTPUT_PROBABILITY"], "p").isValid()
+    left = {p.name for p in (tmp_path / "result").iterdir()} - {"probability.tif.aux.xml"}  # QGIS's statistics
+    assert left == {"changes.gpkg", "probability.tif"}
+
+
+def test_engine_errors_become_processing_exceptions(tmp_path: Path, provider: object) -> None:
+    import processing
+
+    before, after = write_pair(tmp_path)
+    model = tmp_path / "broken.safetensors"
+    model.write_bytes(b"not a model")
+    params = {"BEFORE": str(before), "AFTER": str(after), "MODEL": str(model), "OUTPUT_POLYGONS": "TEMPORARY_OUTPUT"}
+    with pytest.raises(qgis_core.QgsProcessingException, match=r"broken\.safetensors"):
+        processing.run("clipcd:detect_change", params)
+    params = {"BEFORE": str(before), "AFTER": str(after), "BANDS": "1,2", "OUTPUT_POLYGONS": "TEMPORARY_OUTPUT"}
+    with pytest.raises(qgis_core.QgsProcessingException, match="three band numbers"):
+        processing.run("clipcd:detect_change", params)
+
+
+def test_layers_that_are_not_files_are_refused(tmp_path: Path, provider: object) -> None:
+    from qgis_clipcd.algorithm import layer_file
+
+    before, _ = write_pair(tmp_path)
+    assert layer_file(qgis_core.QgsRasterLayer(str(before), "before"), "BEFORE") == str(before)
+    wms = qgis_core.QgsRasterLayer("url=http://localhost:1/wms&layers=x&crs=EPSG:4326&format=image/png", "web", "wms")
+    with pytest.raises(qgis_core.QgsProcessingException, match="not supported yet"):
+        layer_file(wms, "BEFORE")
+
+
+@pytest.mark.slow
+def test_graphical_model_runs_the_algorithm(tmp_path: Path, provider: object) -> None:
+    import processing
+
+    model = qgis_core.QgsProcessingModelAlgorithm("ClipCD in a model", "tests")
+    for name in ("before", "after"):
+        model.addModelParameter(
+            qgis_core.QgsProcessingParameterRasterLayer(name, name), qgis_core.QgsProcessingModelParameter(name)
+        )
+    child = qgis_core.QgsProcessingModelChildAlgorithm("clipcd:detect_change")
+    child.setChildId("detect")
+    source = qgis_core.QgsProcessingModelChildParameterSource
+    child.addParameterSources("BEFORE", [source.fromModelParameter("before")])
+    child.addParameterSources("AFTER", [source.fromModelParameter("after")])
+    child.addParameterSources("THRESHOLD", [source.fromStaticValue(0.01)])
+    child.addParameterSources("DEVICE", [source.fromStaticValue("cpu")])
+    output = qgis_core.QgsProcessingModelOutput("changes")
+    output.setChildId("detect")
+    output.setChildOutputName("OUTPUT_POLYGONS")
+    child.setModelOutputs({"changes": output})
+    model.addChildAlgorithm(child)
+    model.updateDestinationParameters()
+    path = tmp_path / "clipcd.model3"
+    assert model.toFile(str(path))
+
+    loaded = qgis_core.QgsProcessingModelAlgorithm()
+    assert loaded.fromFile(str(path))
+    before, after = write_pair(tmp_path)
+    target = tmp_path / "model-changes.gpkg"
+    result = processing.run(loaded, {"before": str(before), "after": str(after), "detect:changes": str(target)})
+    assert result["detect:changes"] == str(target)
+    assert len(polygons(target)) >= 1
+
+
+@pytest.mark.slow
+def test_qgis_process_runs_the_algorithm(tmp_path: Path) -> None:
+    qgis_process = shutil.which("qgis_process.bin")
+    if qgis_process is None:
+        pytest.skip("qgis_process.bin is not installed")
+    plugin = tmp_path / "plugins" / "qgis_clipcd"  # the packaged layout, linked to the checkout
+    plugin.mkdir(parents=True)
+    for item in (REPO_ROOT / "qgis_clipcd").glob("*.py"):
+        (plugin / item.name).symlink_to(item)
+    for name in ("metadata.txt", "resources", "backend"):
+        (plugin / name).symlink_to(REPO_ROOT / name)
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path / "home"),
+        "QGIS_PLUGINPATH": str(plugin.parent),
+        "QT_QPA_PLATFORM": "offscreen",
+        "CLIPCD_PYTHON": sys.executable,
+    }
+    env.pop("QGIS_CUSTOM_CONFIG_PATH", None)
+    env.pop("QGIS_OPTIONS_PATH", None)
+
+    def qgis(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [qgis_process, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    qgis("plugins", "enable", "qgis_clipcd")
+    before, after = write_pair(tmp_path)
+    target = tmp_path / "shell-changes.gpkg"
+    done = qgis(
+        "run",
+        "clipcd:detect_change",
+        "--",
+        f"BEFORE={before}",
+        f"AFTER={after}",
+        "THRESHOLD=0.01",
+        "DEVICE=cpu",
+        f"OUTPUT_POLYGONS={target}",
+    )
+    assert "OUTPUT_POLYGONS" in done.stdout
+    assert len(polygons(target)) >= 1
+
+
+def test_parameters_become_run_params(tmp_path: Path, provider: object) -> None:
+    """EXTENT in another CRS is converted to the before raster's; prompts, bands and defaults pass through."""
+    from qgis_clipcd.algorithm import DetectChangeAlgorithm
+
+    before, after = write_pair(tmp_path)
+    algorithm = qgis_core.QgsApplication.processingRegistry().createAlgorithmById("clipcd:detect_change")
+    assert isinstance(algorithm, DetectChangeAlgorithm)
+    context = qgis_core.QgsProcessingContext()
+    utm = qgis_core.QgsCoordinateReferenceSystem("EPSG:32631")
+    wgs84 = qgis_core.QgsCoordinateReferenceSystem("EPSG:4326")
+    transform = qgis_core.QgsCoordinateTransform(utm, wgs84, qgis_core.QgsProject.instance())
+    corner = transform.transform(qgis_core.QgsPointXY(UTM_X0 + 200, UTM_Y0 - 500))
+    far = transform.transform(qgis_core.QgsPointXY(UTM_X0 + 500, UTM_Y0 - 100))
+    extent = f"{corner.x()},{far.x()},{corner.y()},{far.y()} [EPSG:4326]"
+    params = algorithm._params(
+        {
+            "BEFORE": str(before),
+            "AFTER": str(after),
+            "PROMPTS": "building,\nroad",
+            "AUTO_PROMPTS": False,
+            "MIN_AREA": 25,
+            "DEVICE": "cuda",
+            "EXTENT": extent,
+            "BANDS": "3,2,1",
+        },
+        context,
+        str(tmp_path / "out"),
+    )
+    assert (params.before, params.after) == (str(before), str(after))
+    assert params.prompts == ("building", "road")
+    assert params.min_area == 25 and params.device == "cuda" and params.bands == (3, 2, 1)
+    assert params.threshold is None
+    assert params.model == str(REPO_ROOT / "resources" / "models" / "clipcd-default.safetensors")
+    assert params.extent is not None
+    assert params.extent == pytest.approx((UTM_X0 + 200, UTM_Y0 - 500, UTM_X0 + 500, UTM_Y0 - 100), abs=2.0)
+    auto = algorithm._params(
+        {"BEFORE": str(before), "AFTER": str(after), "PROMPTS": "road", "AUTO_PROMPTS": True, "THRESHOLD": 0.4},
+        context,
+        str(tmp_path / "out"),
+    )
+    assert auto.prompts == () and auto.extent is None and auto.threshold == pytest.approx(0.4)
+
+
+def test_canceled_feedback_stops_the_run(tmp_path: Path, provider: object) -> None:
+    import processing
+
+    before, after = write_pair(tmp_path)
+    feedback = qgis_core.QgsProcessingFeedback()
+    feedback.cancel()
+    target = tmp_path / "changes.gpkg"
+    with pytest.raises(qgis_core.QgsProcessingException, match=r"[Cc]ancel"):
+        processing.run(
+            "clipcd:detect_change",
+            {"BEFORE": str(before), "AFTER": str(after), "OUTPUT_POLYGONS": str(target)},
+            feedback=feedback,
+        )
+    assert not target.exists()
