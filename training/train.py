@@ -18,6 +18,7 @@ kept. The run folder (``--out``, default ``runs/<name>``) gets ``last.safetensor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -33,7 +34,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from backend.files import atomic_output
-from backend.model import build_card
+from backend.model import build_card, save_model
 from backend.transform import normalise
 from training import distributed
 from training.augment import augment
@@ -136,7 +137,7 @@ def _train(config: TrainConfig, run_dir: Path, ctx: distributed.Context, resume:
             sync = not ctx.distributed or micro == accumulate - 1
             with (
                 torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast),
-                net.no_sync() if not sync and isinstance(net, DistributedDataParallel) else _null(),
+                net.no_sync() if not sync and isinstance(net, DistributedDataParallel) else contextlib.nullcontext(),
             ):
                 loss = change_loss(net(a, b, names=batch.get("names")), mask, t.loss)
                 (loss / accumulate).backward()  # type: ignore[no-untyped-call]
@@ -170,10 +171,7 @@ def _train(config: TrainConfig, run_dir: Path, ctx: distributed.Context, resume:
             if scores["iou"] > best["iou"]:
                 best = {"iou": scores["iou"], "iteration": done, "threshold": scores["best_threshold"]}
                 if ctx.main:
-                    card = _card(config, module, done, scores)
-                    from backend.model import save_model
-
-                    save_model(module, card, run_dir / BEST)
+                    save_model(module, _card(config, module, done, scores), run_dir / BEST)
         if ctx.main and (done % config.eval.checkpoint_every == 0 or done == stop):
             card = _card(config, module, done, history[-1] if history else {})
             save_checkpoint(run_dir, module, card, optimizer, scheduler, done, {"best": best, "history": history})
@@ -199,14 +197,6 @@ def _rank_checksums(module: torch.nn.Module, ctx: distributed.Context) -> list[f
     gathered = [torch.zeros_like(total) for _ in range(ctx.world_size)]
     torch.distributed.all_gather(gathered, total)
     return [float(g) for g in gathered]
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _card(config: TrainConfig, module: Any, iteration: int, scores: dict[str, Any]) -> Any:
