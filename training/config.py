@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
 from backend.errors import InputError
+from backend.model.config import from_mapping
 
 LossName = Literal["ce", "ce+dice"]
 Precision = Literal["fp32", "bf16"]
@@ -172,31 +173,19 @@ class TrainConfig:
         data = dict(data)
         section = data.get("data", {})
         sources = {
-            stage: tuple(_build(Source, s, f"data.{stage}[{i}]") for i, s in enumerate(section.get(stage, [])))
+            stage: tuple(from_mapping(Source, s, f"data.{stage}[{i}]") for i, s in enumerate(section.get(stage, [])))
             for stage in ("train", "val", "test")
             if isinstance(section, dict)
         }
-        data["model"] = _build(ModelSection, data.get("model", {}), "model")
-        data["data"] = _build(DataSection, {**section, **sources} if isinstance(section, dict) else section, "data")
-        data["train"] = _build(TrainSection, data.get("train", {}), "train")
-        data["eval"] = _build(EvalSection, data.get("eval", {}), "eval")
-        config: TrainConfig = _build(cls, data, "config")
+        data["model"] = from_mapping(ModelSection, data.get("model", {}), "model")
+        data["data"] = from_mapping(
+            DataSection, {**section, **sources} if isinstance(section, dict) else section, "data"
+        )
+        data["train"] = from_mapping(TrainSection, data.get("train", {}), "train")
+        data["eval"] = from_mapping(EvalSection, data.get("eval", {}), "eval")
+        config: TrainConfig = from_mapping(cls, data, "config")
         _check(config)
         return config
-
-
-def _build(cls: Any, data: Any, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise InputError(f"{where}: expected a table of keys, got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise InputError(f"{where}: unknown keys {unknown}; known keys are {sorted(known)}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise InputError(f"{where}: {exc}") from exc
 
 
 def _check(config: TrainConfig) -> None:

@@ -151,16 +151,16 @@ class ModelConfig:
         """
         data = dict(data)
         sections = {
-            "clip": _section(ClipSpec, data["clip"], "clip") if data.get("clip") is not None else None,
-            "miner": _section(ClipSpec, data["miner"], "miner") if data.get("miner") is not None else None,
-            "text": _section(TextConfig, data.get("text", {}), "text"),
-            "head": _section(HeadConfig, data.get("head", {}), "head"),
+            "clip": from_mapping(ClipSpec, data["clip"], "clip") if data.get("clip") is not None else None,
+            "miner": from_mapping(ClipSpec, data["miner"], "miner") if data.get("miner") is not None else None,
+            "text": from_mapping(TextConfig, data.get("text", {}), "text"),
+            "head": from_mapping(HeadConfig, data.get("head", {}), "head"),
             "zeroshot": (
-                _section(ZeroShotConfig, data["zeroshot"], "zeroshot") if data.get("zeroshot") is not None else None
+                from_mapping(ZeroShotConfig, data["zeroshot"], "zeroshot") if data.get("zeroshot") is not None else None
             ),
         }
         data.update(sections)
-        config: ModelConfig = _section(cls, data, "config")
+        config: ModelConfig = from_mapping(cls, data, "config")
         if config.kind not in ("changeclip", "zeroshot", "siamese"):
             raise InputError(
                 f"config {config.name!r}: kind must be 'changeclip', 'zeroshot' or 'siamese', got {config.kind!r}"
@@ -185,10 +185,16 @@ class ModelConfig:
         return config
 
 
-def _section(cls: Any, data: Any, where: str) -> Any:
-    """Instantiate dataclass ``cls`` from ``data``; lists become tuples."""
+def from_mapping(cls: Any, data: Any, where: str) -> Any:
+    """Instantiate dataclass ``cls`` from a dict, refusing unknown keys; lists become tuples (but ``cfg``).
+
+    Shared by the model configs and the training configs.
+
+    Raises:
+        InputError: ``data`` is not a dict, has unknown keys, or misses required ones (``where`` names it).
+    """
     if not isinstance(data, dict):
-        raise InputError(f"{where}: expected an object, got {type(data).__name__}")
+        raise InputError(f"{where}: expected a table of keys, got {type(data).__name__}")
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
