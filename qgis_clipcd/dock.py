@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsSettings
-from qgis.gui import QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox
+from qgis.core import QgsApplication
+from qgis.gui import QgsDockWidget
 from qgis.PyQt.QtCore import Qt, pyqtSlot
 from qgis.PyQt.QtWidgets import (
-    QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
     QFrame,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -25,9 +22,11 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from qgis_clipcd import card as cards
-from qgis_clipcd.dock_fields import PROJECT_SCOPE, SETTINGS, check_pair, raster_filter
-from qgis_clipcd.params import DEVICES, RunParams, split_prompts
+from qgis_clipcd.dock_fields import check_pair
+from qgis_clipcd.dock_form import InputsForm
+from qgis_clipcd.layer_export import ExportError
+from qgis_clipcd.params import RunParams
+from qgis_clipcd.run_inputs import PreparedRun, prepare_run
 
 
 class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
@@ -38,57 +37,17 @@ class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
         self.setObjectName("ClipCDDock")
         self.iface = iface
         self.task: Any = None
-        self.card: dict[str, Any] = {}
         self._build()
-        self._restore()
-        self._connect()
-        self._model_changed()
+        self.form.before.layerChanged.connect(self._check)
+        self.form.after.layerChanged.connect(self._check)
+        self.run_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.copy_button.clicked.connect(self.copy_command)
         self._check()
 
-    # -- building ---------------------------------------------------------------------------
     def _build(self) -> None:
         body = QWidget(self)
-        form = QFormLayout()
-        self.before = QgsMapLayerComboBox(body)
-        self.after = QgsMapLayerComboBox(body)
-        for combo in (self.before, self.after):
-            combo.setFilters(raster_filter())
-            combo.setAllowEmptyLayer(True)
-        self.check_label = _note(body)
-        self.prompts = QLineEdit(body)
-        self.prompts.setPlaceholderText("building, road (comma separated)")
-        self.prompts_note = _note(body)
-        self.model = QgsFileWidget(body)
-        self.model.setFilter("ClipCD model (*.safetensors)")
-        self.model.lineEdit().setPlaceholderText("default model")
-        self.model_summary = _note(body)
-        self.device = QComboBox(body)
-        self.device.addItems(DEVICES)
-        self.threshold = QDoubleSpinBox(body)
-        self.threshold.setRange(0.0, 1.0)
-        self.threshold.setSingleStep(0.05)
-        self.threshold.setDecimals(2)
-        self.min_area = QDoubleSpinBox(body)
-        self.min_area.setRange(0.0, 1e9)
-        self.min_area.setDecimals(0)
-        self.min_area.setSuffix(" m²")
-        self.output = QgsFileWidget(body)
-        self.output.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
-        self.output.lineEdit().setPlaceholderText("temporary folder")
-        for label, widget in (
-            ("Before", self.before),
-            ("After", self.after),
-            ("", self.check_label),
-            ("Prompts", self.prompts),
-            ("", self.prompts_note),
-            ("Model", self.model),
-            ("", self.model_summary),
-            ("Device", self.device),
-            ("Threshold", self.threshold),
-            ("Minimum area", self.min_area),
-            ("Output folder", self.output),
-        ):
-            form.addRow(label, widget)
+        self.form = InputsForm(self.iface, body)
         self.run_button = QPushButton("Run", body)
         self.cancel_button = QPushButton("Cancel", body)
         self.cancel_button.setEnabled(False)
@@ -102,93 +61,54 @@ class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
         self.progress.setValue(0)
         self.status = QLabel("Ready.", body)
         self.status.setWordWrap(True)
-        layout = QVBoxLayout(body)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.layout_ = QVBoxLayout(body)
+        self.layout_.addWidget(self.form)
+        self.layout_.addLayout(buttons)
+        self.layout_.addWidget(self.progress)
+        self.layout_.addWidget(self.status)
+        self.layout_.addStretch(1)
         scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(body)
         self.setWidget(scroll)
 
-    def _connect(self) -> None:
-        self.before.layerChanged.connect(self._check)
-        self.after.layerChanged.connect(self._check)
-        self.model.fileChanged.connect(self._model_changed)
-        self.prompts.editingFinished.connect(self._store_prompts)
-        self.run_button.clicked.connect(self.start)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.copy_button.clicked.connect(self.copy_command)
-        QgsProject.instance().readProject.connect(self._load_prompts)
-
-    # -- settings ---------------------------------------------------------------------------
-    def _restore(self) -> None:
-        settings = QgsSettings()
-        self.model.setFilePath(str(settings.value(f"{SETTINGS}/model", "")))
-        self.output.setFilePath(str(settings.value(f"{SETTINGS}/out_dir", "")))
-        device = str(settings.value(f"{SETTINGS}/device", "auto"))
-        self.device.setCurrentIndex(max(0, self.device.findText(device)))
-        self.min_area.setValue(float(settings.value(f"{SETTINGS}/min_area", 0.0)))
-        self._load_prompts()
-
-    def _save(self) -> None:
-        settings = QgsSettings()
-        settings.setValue(f"{SETTINGS}/model", self.model.filePath())
-        settings.setValue(f"{SETTINGS}/out_dir", self.output.filePath())
-        settings.setValue(f"{SETTINGS}/device", self.device.currentText())
-        settings.setValue(f"{SETTINGS}/min_area", self.min_area.value())
-        self._store_prompts()
-
-    def _load_prompts(self, *args: Any) -> None:
-        text, _ = QgsProject.instance().readEntry(PROJECT_SCOPE, "prompts", "")
-        self.prompts.setText(text)
-
-    def _store_prompts(self) -> None:
-        QgsProject.instance().writeEntry(PROJECT_SCOPE, "prompts", self.prompts.text())
-
     # -- reactions --------------------------------------------------------------------------
     def _check(self, *args: Any) -> None:
-        ok, text = check_pair(_raster(self.before.currentLayer()), _raster(self.after.currentLayer()))
-        self.check_label.setText(text)
+        ok, text = check_pair(*self.form.layers())
+        self.form.check_label.setText(text)
         self.run_button.setEnabled(ok and self.task is None)
 
-    def _model_changed(self, *args: Any) -> None:
-        try:
-            self.card = cards.read_card(self.model_path())
-        except cards.CardError as exc:
-            self.card = {}
-            self.model_summary.setText(f"⚠ {exc}")
-            self.prompts.setEnabled(True)
-            self.prompts_note.setText("")
-            return
-        self.model_summary.setText(cards.summary(self.card))
-        self.threshold.setValue(cards.default_threshold(self.card))
-        uses = cards.accepts_prompts(self.card)
-        self.prompts.setEnabled(uses)
-        self.prompts_note.setText("" if uses else "This model does not use prompts: it finds any change.")
-
-    def model_path(self) -> str | None:
-        """The chosen model file, or None for the default model."""
-        return self.model.filePath().strip() or None
-
     def run_params(self, out_dir: str | None = None) -> RunParams:
-        """The run the widgets describe (``out_dir`` overrides an empty output folder)."""
-        before = _raster(self.before.currentLayer())
-        after = _raster(self.after.currentLayer())
-        output = self.output.filePath().strip() or out_dir or str(Path(tempfile.gettempdir()) / "clipcd")
+        """The run the widgets describe, with the layers' sources as paths (before any export)."""
+        before, after = self.form.layers()
         return RunParams(
             before=before.source() if before is not None else "",
             after=after.source() if after is not None else "",
-            out_dir=output,
-            model=self.model_path(),
-            prompts=split_prompts(self.prompts.text()) if self.prompts.isEnabled() else (),
-            threshold=round(self.threshold.value(), 4),
-            min_area=self.min_area.value(),
-            device=self.device.currentText(),
+            out_dir=out_dir or str(Path(tempfile.gettempdir()) / "clipcd"),
+            model=self.form.model_path(),
+            prompts=self.form.prompt_list(),
+            threshold=round(self.form.threshold.value(), 4),
+            min_area=self.form.min_area.value(),
+            device=self.form.device_key(),
+            bands=self.form.bands(),
         )
+
+    def prepare(self, out_dir: str) -> PreparedRun:
+        """The run for the chosen layers and options, writing into ``out_dir``.
+
+        Raises:
+            ExportError: the extent or a layer that is not a file cannot be used (the message says why).
+        """
+        before, after = self.form.layers()
+        if before is None or after is None:
+            raise ExportError("Choose a before and an after raster.")
+        extent, problem = self.form.extent(before.crs())
+        if problem:
+            raise ExportError(problem)
+        canvas = self.iface.mapCanvas() if self.iface is not None else None
+        return prepare_run(before, after, self.run_params(out_dir), extent=extent, canvas=canvas)
 
     # -- running ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -197,11 +117,27 @@ class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
 
         if self.task is not None:
             return
-        self._save()
-        temporary = not self.output.filePath().strip()
-        out_dir = tempfile.mkdtemp(prefix="clipcd-") if temporary else None
-        params = self.run_params(out_dir)
-        task = DetectTask(params, iface=self.iface, remove_out_dir_on_failure=temporary)
+        self.form.save()
+        output = self.form.output_path()
+        if output:  # stage beside the GeoPackage: the outputs are moved there by rename
+            Path(output).parent.mkdir(parents=True, exist_ok=True)
+            out_dir = tempfile.mkdtemp(prefix=".clipcd-", dir=Path(output).parent)
+        else:
+            out_dir = tempfile.mkdtemp(prefix="clipcd-")
+        try:
+            prepared = self.prepare(out_dir)
+        except ExportError as exc:
+            Path(out_dir).rmdir()
+            self.status.setText(f"⚠ {exc}")
+            return
+        task = DetectTask(
+            prepared.params,
+            iface=self.iface,
+            remove_out_dir_on_failure=True,
+            exports=prepared.exports,
+            output=output,
+            add_probability=self.form.add_probability.isChecked(),
+        )
         # Qt slots (not lambdas): the connections end with the dock if the plugin unloads mid-run
         task.progressChanged.connect(self._progress)
         task.status.connect(self.status.setText, Qt.ConnectionType.QueuedConnection)
@@ -226,7 +162,11 @@ class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
 
     @pyqtSlot()  # type: ignore[misc, untyped-decorator]
     def _completed(self) -> None:
-        self._ended("Done.")
+        summary = getattr(getattr(self.task, "result", None), "summary", {}) or {}
+        seconds = summary.get("seconds")
+        count = summary.get("polygons")
+        text = "Done." if count is None else f"Done: {count} change polygon(s)"
+        self._ended(text + (f" in {float(seconds):.0f} s." if seconds is not None else ""))
 
     @pyqtSlot()  # type: ignore[misc, untyped-decorator]
     def _terminated(self) -> None:
@@ -245,22 +185,18 @@ class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
 
         # no interpreter probing here: that imports torch in a subprocess and would block QGIS
         python = os.environ.get(worker.PYTHON_ENV) or worker.configured_python() or worker.qgis_python()
-        command = self.run_params().command_line(python or "python3")
-        QgsApplication.clipboard().setText(command)
+        out_dir = self.form.output_path()
+        params = self.run_params(str(Path(out_dir).with_suffix("")) if out_dir else None)
+        before, _ = self.form.layers()
+        if before is not None:
+            extent, _ = self.form.extent(before.crs())
+            if extent is not None:
+                box = (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
+                params = replace(params, extent=box)
+        QgsApplication.clipboard().setText(params.command_line(python or "python3"))
         self.status.setText("Command copied to the clipboard.")
 
     def closeEvent(self, event: Any) -> None:
         """Remember the settings when the dock closes."""
-        self._save()
+        self.form.save()
         super().closeEvent(event)
-
-
-def _raster(layer: Any) -> QgsRasterLayer | None:
-    return layer if isinstance(layer, QgsRasterLayer) else None
-
-
-def _note(parent: QWidget) -> QLabel:
-    label = QLabel("", parent)
-    label.setWordWrap(True)
-    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    return label

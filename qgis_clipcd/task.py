@@ -7,14 +7,17 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
+from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsRasterBlockFeedback, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
+from qgis_clipcd.layer_export import ExportError, RasterExport, write_export
 from qgis_clipcd.layers import add_results, run_name
 from qgis_clipcd.params import RunParams
+from qgis_clipcd.run_inputs import INPUTS
 from qgis_clipcd.worker import Worker, WorkerResult, find_python
 
 LOG_TAG = "ClipCD"
@@ -46,6 +49,8 @@ class DetectTask(QgsTask):  # type: ignore[misc]
         add_probability: bool = True,
         remove_out_dir_on_failure: bool = False,
         project: QgsProject | None = None,
+        exports: Sequence[RasterExport] = (),
+        output: str | None = None,
     ) -> None:
         """Prepare a run; nothing starts until the task manager runs it.
 
@@ -58,6 +63,10 @@ class DetectTask(QgsTask):  # type: ignore[misc]
             remove_out_dir_on_failure: Delete ``params.out_dir`` when the run fails or is canceled
                 (for a temporary folder the dock made for this run).
             project: Where the layers go (default: the current project).
+            exports: Layers that are not files, written to GeoTIFFs (in ``out_dir/inputs``) first.
+            output: A GeoPackage for the change polygons; the other outputs go beside it as
+                ``<name>_probability.tif``, ``<name>_mask.tif`` and ``<name>_preview.png``, and
+                ``out_dir`` (a staging folder) is removed. None keeps everything in ``out_dir``.
         """
         super().__init__(f"ClipCD: detect change ({Path(params.out_dir).name})", QgsTask.Flag.CanCancel)
         self.params = params
@@ -67,9 +76,12 @@ class DetectTask(QgsTask):  # type: ignore[misc]
         self.add_probability = add_probability
         self.remove_out_dir_on_failure = remove_out_dir_on_failure
         self.project = project
+        self.exports = list(exports)
+        self.output = output
         self.result: WorkerResult | None = None
         self.error: str = ""
         self.layers: list[Any] = []
+        self._export_feedback: QgsRasterBlockFeedback | None = None
 
     def run(self) -> bool:
         """Drive the worker (task thread): progress to ``setProgress``, cancel from ``isCanceled``."""
@@ -78,19 +90,54 @@ class DetectTask(QgsTask):  # type: ignore[misc]
             if python is None:
                 self.error = NO_PYTHON
                 return False
+            if not self._write_exports():
+                return False
             self.result = self.worker.run(self.params, python, self._on_progress, self.isCanceled)
             if not self.result.ok:
                 self.error = self.result.message or f"the engine stopped with exit code {self.result.exit_code}"
+            elif self.output and not self.isCanceled():
+                self.result.outputs = deliver(self.result.outputs, self.output)
+                shutil.rmtree(self.params.out_dir, ignore_errors=True)
             return bool(self.result.ok) and not self.isCanceled()
         except Exception as exc:  # never let an exception escape into the task manager's thread
             self.error = f"{type(exc).__name__}: {exc}"
+            if self.result is not None:
+                self.result.ok = False
             return False
         finally:
+            shutil.rmtree(Path(self.params.out_dir) / INPUTS, ignore_errors=True)
             if (self.result is None or not self.result.ok) and self.remove_out_dir_on_failure:
                 shutil.rmtree(self.params.out_dir, ignore_errors=True)
 
+    def _write_exports(self) -> bool:
+        """Write the layers that are not files (the first tenth of the progress bar)."""
+        for index, plan in enumerate(self.exports):
+            feedback = QgsRasterBlockFeedback()
+            share = 10.0 / len(self.exports)
+            feedback.progressChanged.connect(
+                lambda value, i=index, part=share: self.setProgress(part * (i + value / 100.0))
+            )
+            self._export_feedback = feedback
+            self.status.emit(f"Writing the {plan.role} layer {plan.layer_name!r} to a temporary GeoTIFF…")
+            try:
+                write_export(plan, feedback)
+            except ExportError as exc:
+                self.error = "Canceled." if self.isCanceled() else str(exc)
+                return False
+            finally:
+                self._export_feedback = None
+        return not self.isCanceled()
+
+    def cancel(self) -> None:
+        """Stop the run: an export in progress stops too; the worker is stopped by ``run``."""
+        feedback = self._export_feedback
+        if feedback is not None:
+            feedback.cancel()
+        super().cancel()
+
     def _on_progress(self, fraction: float, message: str) -> None:
-        self.setProgress(max(0.0, min(100.0, fraction * 100.0)))
+        start = 10.0 if self.exports else 0.0
+        self.setProgress(max(0.0, min(100.0, start + fraction * (100.0 - start))))
         if message:
             self.status.emit(message)
 
@@ -105,13 +152,13 @@ class DetectTask(QgsTask):  # type: ignore[misc]
             self._report_failure()
 
     def _publish(self, result: WorkerResult) -> None:
-        _, self.layers = add_results(
-            run_name(self.params.out_dir), result.outputs, probability=self.add_probability, project=self.project
-        )
+        name = run_name(Path(self.output).stem if self.output else self.params.out_dir)
+        _, self.layers = add_results(name, result.outputs, probability=self.add_probability, project=self.project)
         polygons = result.summary.get("polygons", len(self.layers))
         area = result.summary.get("changed_area_m2")
         text = f"{polygons} change polygon(s)" + (f", {float(area):,.0f} m²" if area is not None else "")
-        QgsMessageLog.logMessage(f"Done: {text}; outputs in {self.params.out_dir}", LOG_TAG, Qgis.MessageLevel.Success)
+        where = self.output or self.params.out_dir
+        QgsMessageLog.logMessage(f"Done: {text}; outputs in {where}", LOG_TAG, Qgis.MessageLevel.Success)
         self._message_bar_push("Change detection finished", text, None, False)
 
     def _report_failure(self) -> None:
@@ -137,3 +184,28 @@ class DetectTask(QgsTask):  # type: ignore[misc]
             bar.pushMessage(title, text, more, level, duration)
         else:
             bar.pushMessage(title, text, level, duration)
+
+
+#: Output name -> suffix of the file written beside a chosen GeoPackage.
+_BESIDE = {"probability": "_probability.tif", "mask": "_mask.tif", "preview": "_preview.png"}
+
+
+def deliver(outputs: dict[str, str], gpkg: str) -> dict[str, str]:
+    """Move the worker's outputs to the chosen GeoPackage and files beside it; return the new paths.
+
+    Each move is a rename within one file system (the staging folder sits beside the GeoPackage),
+    so a reader never sees a half-written file.
+    """
+    target = Path(gpkg)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    moved: dict[str, str] = {}
+    for name, path in outputs.items():
+        if name == "changes":
+            destination = target
+        elif name in _BESIDE:
+            destination = target.with_name(target.stem + _BESIDE[name])
+        else:
+            continue
+        Path(path).replace(destination)
+        moved[name] = str(destination)
+    return moved

@@ -19,7 +19,7 @@ from qgis_clipcd.params import RunParams  # noqa: E402
 @pytest.fixture
 def dock(qgis_iface, qgis_new_project: None):
     settings = qgis_core.QgsSettings()
-    for key in ("model", "out_dir", "device", "min_area"):  # what the dock remembers; keep clipcd/python
+    for key in ("model", "output", "device", "min_area", "extent", "auto_prompts", "add_probability"):
         settings.remove(f"clipcd/{key}")
     widget = ClipCDDock(qgis_iface)
     yield widget
@@ -52,54 +52,53 @@ def test_lists_only_rasters(dock: ClipCDDock, tmp_path: Path) -> None:
     add_rasters(tmp_path)
     vector = qgis_core.QgsVectorLayer("Point?crs=EPSG:4326", "points", "memory")
     qgis_core.QgsProject.instance().addMapLayer(vector)
-    names = {dock.before.itemText(i) for i in range(dock.before.count())} - {""}
+    names = {dock.form.before.itemText(i) for i in range(dock.form.before.count())} - {""}
     assert names == {"before", "after"}
 
 
 def test_same_grid_passes_and_a_crs_difference_is_flagged(dock: ClipCDDock, tmp_path: Path) -> None:
     before, after = add_rasters(tmp_path / "same")
-    dock.before.setLayer(before)
-    dock.after.setLayer(after)
-    assert dock.check_label.text().startswith("✓")
+    dock.form.before.setLayer(before)
+    dock.form.after.setLayer(after)
+    assert dock.form.check_label.text().startswith("✓")
     assert dock.run_button.isEnabled()
 
     _, etrs = add_rasters(tmp_path / "etrs", after_crs="EPSG:25831")  # ETRS89 UTM 31N: same place
-    dock.after.setLayer(etrs)
-    text = dock.check_label.text()
+    dock.form.after.setLayer(etrs)
+    text = dock.form.check_label.text()
     assert text.startswith("⚠") and "CRS (EPSG:32631 vs EPSG:25831)" in text and "aligned" in text
     assert dock.run_button.isEnabled()
 
     _, far = add_rasters(tmp_path / "far", after_crs="EPSG:32632")  # same numbers, 6° east
-    dock.after.setLayer(far)
-    assert "do not overlap" in dock.check_label.text() and not dock.run_button.isEnabled()
-    dock.after.setLayer(before)
-    assert "same layer" in dock.check_label.text() and not dock.run_button.isEnabled()
+    dock.form.after.setLayer(far)
+    assert "do not overlap" in dock.form.check_label.text() and not dock.run_button.isEnabled()
+    dock.form.after.setLayer(before)
+    assert "same layer" in dock.form.check_label.text() and not dock.run_button.isEnabled()
 
 
 def test_prompts_follow_the_model_card(dock: ClipCDDock, tmp_path: Path) -> None:
-    assert not dock.prompts.isEnabled()
-    assert "does not use prompts" in dock.prompts_note.text()
-    assert dock.threshold.value() == pytest.approx(default_threshold(read_card()))
+    assert not dock.form.prompts.isEnabled()
+    assert "does not use prompts" in dock.form.prompts_note.text()
+    assert dock.form.threshold.value() == pytest.approx(default_threshold(read_card()))
 
     prompted = fake_model(tmp_path / "prompted.safetensors", {"config": {"accepts_prompts": True}, "threshold": 0.6})
-    dock.model.setFilePath(str(prompted))
-    assert dock.prompts.isEnabled() and dock.prompts_note.text() == ""
-    assert dock.threshold.value() == pytest.approx(0.6)
+    dock.form.model.setFilePath(str(prompted))
+    assert dock.form.prompts.isEnabled() and dock.form.prompts_note.text() == ""
+    assert dock.form.threshold.value() == pytest.approx(0.6)
 
 
 def test_run_params_match_the_widgets(dock: ClipCDDock, tmp_path: Path) -> None:
     before, after = add_rasters(tmp_path)
     model = fake_model(tmp_path / "m.safetensors", {"config": {"accepts_prompts": True}, "threshold": 0.4})
-    dock.before.setLayer(before)
-    dock.after.setLayer(after)
-    dock.model.setFilePath(str(model))
-    dock.prompts.setText(" building,  road ,, ")
-    dock.threshold.setValue(0.35)
-    dock.min_area.setValue(250)
-    dock.device.setCurrentText("cpu")
-    dock.output.setFilePath(str(tmp_path / "out"))
+    dock.form.before.setLayer(before)
+    dock.form.after.setLayer(after)
+    dock.form.model.setFilePath(str(model))
+    dock.form.prompts.setText(" building,  road ,, ")
+    dock.form.threshold.setValue(0.35)
+    dock.form.min_area.setValue(250)
+    dock.form.device.setCurrentIndex(dock.form.device.findData("cpu"))
 
-    assert dock.run_params() == RunParams(
+    assert dock.run_params(str(tmp_path / "out")) == RunParams(
         before=str(tmp_path / "before.tif"),
         after=str(tmp_path / "after.tif"),
         out_dir=str(tmp_path / "out"),
@@ -115,10 +114,10 @@ def test_run_params_match_the_widgets(dock: ClipCDDock, tmp_path: Path) -> None:
 
 
 def test_prompts_are_stored_in_the_project(dock: ClipCDDock, qgis_iface) -> None:
-    dock.prompts.setText("building")
-    dock._store_prompts()
+    dock.form.prompts.setText("building")
+    dock.form.store_prompts()
     assert qgis_core.QgsProject.instance().readEntry("clipcd", "prompts", "")[0] == "building"
-    assert ClipCDDock(qgis_iface).prompts.text() == "building"
+    assert ClipCDDock(qgis_iface).form.prompts.text() == "building"
 
 
 def test_run_and_cancel_from_the_dock(dock: ClipCDDock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,8 +128,8 @@ def test_run_and_cancel_from_the_dock(dock: ClipCDDock, tmp_path: Path, monkeypa
     monkeypatch.setattr(task_module, "Worker", lambda: FakeWorker(wait_for_cancel=True))
     monkeypatch.setattr(task_module, "find_python", lambda: "python3")
     before, after = add_rasters(tmp_path)
-    dock.before.setLayer(before)
-    dock.after.setLayer(after)
+    dock.form.before.setLayer(before)
+    dock.form.after.setLayer(after)
     dock.start()
     running = dock.task
     assert running is not None and not dock.run_button.isEnabled() and dock.cancel_button.isEnabled()
@@ -157,8 +156,8 @@ def test_a_dock_deleted_mid_run_leaves_the_task_to_finish(
     monkeypatch.setattr(task_module, "find_python", lambda: "python3")
     before, after = add_rasters(tmp_path)
     doomed = ClipCDDock(qgis_iface)
-    doomed.before.setLayer(before)
-    doomed.after.setLayer(after)
+    doomed.form.before.setLayer(before)
+    doomed.form.after.setLayer(after)
     doomed.start()
     running = doomed.task
     running.progressChanged.connect(lambda value: running.cancel())
