@@ -217,6 +217,7 @@ def _write_gpkg(
          mean_prob.astype(np.float64), max_prob.astype(np.float64)],
         FIELDS, layer=layer, driver="GPKG", geometry_type="MultiPolygon" if multi else "Polygon",
         crs=crs.to_wkt() if crs is not None else None,
+        dataset_options={"VERSION": "1.2"},  # GeoPackage 1.2: read without warnings by QGIS 3.22's GDAL 3.6
     )  # fmt: skip
 
 

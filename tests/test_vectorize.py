@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 
 import numpy as np
 import pyogrio
@@ -81,6 +82,8 @@ def test_output_has_crs_layer_and_no_leftovers(tmp_path):
     assert ProjCRS.from_user_input(info["crs"]).to_epsg() == 32633
     assert info["features"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["changes.gpkg", "mask.tif", "probability.tif"]
+    with sqlite3.connect(out) as db:  # GeoPackage 1.2, which QGIS 3.22's GDAL 3.6 reads without warnings
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 10200
 
 
 def _ellipsoid_cell_area(lon0, lon1, lat0, lat1, a=6378137.0, f=1 / 298.257223563):
