@@ -5,15 +5,16 @@ SHELL := /bin/bash
 SYSTEM_PYTHON := /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
-REQS_HASH := $(shell sha256sum requirements.txt | cut -c1-16)
+# A change of either requirements file re-runs the set-up.
+REQS_HASH := $(shell cat requirements.txt backend/requirements.txt | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.setup-stamp-$(REQS_HASH)
 APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin xvfb python3-venv
 export QT_QPA_PLATFORM ?= offscreen
 export PYTHONDONTWRITEBYTECODE := 1
 # The packages that hold code (qgis_clipcd/ fills in with the plugin).
-CODE_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard backend/*.py training/*.py qgis_clipcd/*.py))))
+CODE_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard backend/*.py training/*.py qgis_clipcd/*.py tools/*.py))))
 
-.PHONY: setup system-deps test test-all demo lint bench clean
+.PHONY: setup system-deps test test-all demo lint bench clean package deploy
 
 setup: $(STAMP)
 
@@ -31,7 +32,7 @@ system-deps:
 	  exit 1; \
 	fi
 
-$(STAMP): requirements.txt | system-deps
+$(STAMP): requirements.txt backend/requirements.txt | system-deps
 	@test -x $(PY) || $(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	@rm -f $(VENV)/.setup-stamp-*
@@ -51,9 +52,18 @@ lint: setup
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy $(CODE_DIRS)
 	$(PY) -m bandit -q -c pyproject.toml -r $(CODE_DIRS)
+	$(PY) -m tools.scan_package
+
+# The plugin zip for QGIS (Plugins › Manage and Install Plugins › Install from ZIP): dist/qgis_clipcd-<version>.zip
+package: setup
+	$(PY) -m tools.package_plugin
+
+# Install that zip into a QGIS profile ($QGIS_PROFILE_DIR, else the default profile) and enable it.
+deploy: package
+	$(PY) -m tools.deploy_plugin
 
 bench: setup
 	$(PY) -m bench.run_all
 
 clean:
-	rm -rf out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf out dist .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,7 @@ flags and runs in a background thread (toolbox, modeler, qgis_process alike).
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
@@ -36,11 +37,11 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
-from qgis_clipcd.metadata import homepage, resource
+from qgis_clipcd import model_store
+from qgis_clipcd.download import DownloadCanceled, DownloadError
+from qgis_clipcd.metadata import homepage
 from qgis_clipcd.params import DEVICES, RunParams, parse_bands, split_prompts
 from qgis_clipcd.worker import Worker, find_python
-
-DEFAULT_MODEL = "resources/models/clipcd-default.safetensors"
 
 
 def _tr(text: str) -> str:
@@ -116,13 +117,13 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
         self.addParameter(
             QgsProcessingParameterBoolean(self.AUTO_PROMPTS, _tr("Automatic prompts (ignore the prompts above)"), True)
         )
-        default_model = resource(DEFAULT_MODEL)
+        default_model = model_store.default_model_path()
         self.addParameter(
             QgsProcessingParameterFile(
                 self.MODEL,
-                _tr("Model file (empty: the default model)"),
+                _tr("Model file (empty: the default model, downloaded on first use)"),
                 extension="safetensors",
-                defaultValue=str(default_model) if default_model.is_file() else None,
+                defaultValue=str(default_model) if default_model is not None else None,
                 optional=True,
             )
         )
@@ -168,6 +169,8 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
             )
         work = Path(tempfile.mkdtemp(prefix="clipcd-", dir=QgsProcessingUtils.tempFolder()))
         params = self._params(parameters, context, str(work / "out"))
+        if params.model is None:
+            params = dataclasses.replace(params, model=fetch_default_model(feedback))
         feedback.pushInfo(_tr("Engine command: ") + params.command_line(python))
 
         def progress(fraction: float, message: str) -> None:
@@ -210,7 +213,8 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
             raise QgsProcessingException(str(exc)) from None
         auto = self.parameterAsBoolean(parameters, self.AUTO_PROMPTS, context)
         prompts = () if auto else split_prompts(self.parameterAsString(parameters, self.PROMPTS, context) or "")
-        model = self.parameterAsFile(parameters, self.MODEL, context) or None
+        chosen = self.parameterAsFile(parameters, self.MODEL, context) or None
+        model, missing = model_store.model_for_run(chosen)
         threshold = None
         if parameters.get(self.THRESHOLD) not in (None, ""):
             threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
@@ -218,7 +222,7 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
             before=layer_file(before, self.BEFORE),
             after=layer_file(after, self.AFTER),
             out_dir=out_dir,
-            model=model,
+            model=None if missing else model,  # None: processAlgorithm downloads the default model
             prompts=prompts,
             threshold=threshold,
             min_area=self.parameterAsDouble(parameters, self.MIN_AREA, context),
@@ -237,6 +241,37 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
         if rect.isNull() or rect.isEmpty():
             return None
         return rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()
+
+
+def fetch_default_model(feedback: QgsProcessingFeedback) -> str:
+    """Download the default model (once; it is kept in the QGIS profile) with progress to ``feedback``.
+
+    Raises:
+        QgsProcessingException: canceled, or the download failed; the message says what to do.
+    """
+    feedback.pushInfo(
+        _tr(f"Downloading the default model from {model_store.model_url()} into {model_store.models_dir()}")
+    )
+    shown = [-1]
+
+    def progress(done: int, total: int | None) -> None:
+        total = total or model_store.DEFAULT_MODEL_SIZE
+        percent = int(100 * done / total) if total else 0
+        if percent == shown[0]:
+            return
+        if percent // 10 != shown[0] // 10:  # the text every 10 % (qgis_process prints each one)
+            feedback.setProgressText(_tr(f"Downloading the default model: {done / 1e6:.1f} of {total / 1e6:.1f} MB"))
+        shown[0] = percent
+        feedback.setProgress(percent)
+
+    try:
+        path = model_store.fetch_default_model(progress, feedback.isCanceled)
+    except DownloadCanceled:
+        raise QgsProcessingException(_tr("Canceled while downloading the default model.")) from None
+    except DownloadError as exc:
+        raise QgsProcessingException(str(exc)) from None
+    feedback.setProgress(0)
+    return str(path)
 
 
 def _move(source: str, target: str) -> None:

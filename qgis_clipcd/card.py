@@ -11,10 +11,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from qgis_clipcd.metadata import resource
-
-#: The model the engine uses when none is chosen, relative to the plugin root.
-DEFAULT_MODEL = "resources/models/clipcd-default.safetensors"
+from qgis_clipcd import model_store
 
 _MAX_HEADER = 100 * 1024 * 1024
 
@@ -23,9 +20,9 @@ class CardError(ValueError):
     """The file is not a ClipCD model file (no safetensors header or no card)."""
 
 
-def default_model() -> Path:
-    """The default model file (``resources/models`` under the plugin root)."""
-    return resource(DEFAULT_MODEL)
+def default_model() -> Path | None:
+    """The default model file on this computer (the checkout's, else the verified download), or None."""
+    return model_store.default_model_path()
 
 
 def read_card(path: str | Path | None = None) -> dict[str, Any]:
@@ -33,9 +30,16 @@ def read_card(path: str | Path | None = None) -> dict[str, Any]:
 
     Raises:
         CardError: the file is missing, is not safetensors, or carries no ClipCD card; the
-            message names the file and what to do.
+            message names the file and what to do. With no path and no default model on this
+            computer yet, the message says it will be downloaded on the first run.
     """
     file = Path(path) if path else default_model()
+    if file is None:
+        raise CardError(
+            f"the default model is not on this computer yet: it will be downloaded on the first run "
+            f"({model_store.DEFAULT_MODEL_SIZE / 1e6:.1f} MB, into {model_store.models_dir()}). "
+            "Without internet access, choose a local model file."
+        )
     try:
         with file.open("rb") as stream:
             prefix = stream.read(8)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,11 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from qgis_clipcd import model_store
 from qgis_clipcd.dock_fields import check_pair
 from qgis_clipcd.dock_form import InputsForm
+from qgis_clipcd.download_task import attach_download
+from qgis_clipcd.engine_panel import EnginePanel
 from qgis_clipcd.layer_export import ExportError
 from qgis_clipcd.params import RunParams
 from qgis_clipcd.run_inputs import PreparedRun, prepare_run
@@ -32,21 +36,26 @@ from qgis_clipcd.run_inputs import PreparedRun, prepare_run
 class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
     """Dock widget for one change detection run at a time."""
 
-    def __init__(self, iface: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, iface: Any, parent: QWidget | None = None, *, check_engine: bool = True) -> None:
+        """Build the dock; ``check_engine`` starts the background check of the engine's Python."""
         super().__init__("ClipCD change detection", parent)
         self.setObjectName("ClipCDDock")
+        self.setMinimumWidth(360)
         self.iface = iface
         self.task: Any = None
-        self._build()
+        self.engine_status: Any = None
+        self._build(check_engine)
         self.form.before.layerChanged.connect(self._check)
         self.form.after.layerChanged.connect(self._check)
         self.run_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         self.copy_button.clicked.connect(self.copy_command)
+        self.engine.statusChanged.connect(self._engine_checked)
         self._check()
 
-    def _build(self) -> None:
+    def _build(self, check_engine: bool) -> None:
         body = QWidget(self)
+        self.engine = EnginePanel(body, start=check_engine)
         self.form = InputsForm(self.iface, body)
         self.run_button = QPushButton("Run", body)
         self.cancel_button = QPushButton("Cancel", body)
@@ -63,6 +72,7 @@ class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.layout_ = QVBoxLayout(body)
+        self.layout_.addWidget(self.engine)
         self.layout_.addWidget(self.form)
         self.layout_.addLayout(buttons)
         self.layout_.addWidget(self.progress)
@@ -78,7 +88,16 @@ class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
     def _check(self, *args: Any) -> None:
         ok, text = check_pair(*self.form.layers())
         self.form.check_label.setText(text)
-        self.run_button.setEnabled(ok and self.task is None)
+        engine_missing = self.engine_status is not None and not self.engine_status.ok
+        self.run_button.setEnabled(ok and self.task is None and not engine_missing)
+        self.run_button.setToolTip("Install the engine first (above)" if engine_missing else "")
+
+    @pyqtSlot(object)  # type: ignore[misc, untyped-decorator]
+    def _engine_checked(self, status: Any) -> None:
+        """The engine check ended: show the GPU it found in the device picker; Run needs an engine."""
+        self.engine_status = status
+        self.form.set_devices(", ".join(status.devices) if status.cuda else None)
+        self._check()
 
     def run_params(self, out_dir: str | None = None) -> RunParams:
         """The run the widgets describe, with the layers' sources as paths (before any export)."""
@@ -89,7 +108,8 @@ class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
             out_dir=out_dir or str(Path(tempfile.gettempdir()) / "clipcd"),
             model=self.form.model_path(),
             prompts=self.form.prompt_list(),
-            threshold=round(self.form.threshold.value(), 4),
+            # no card yet (the default model is still to be downloaded): the engine uses the card's threshold
+            threshold=round(self.form.threshold.value(), 4) if self.form.card else None,
             min_area=self.form.min_area.value(),
             device=self.form.device_key(),
             bands=self.form.bands(),
@@ -130,14 +150,19 @@ class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
             Path(out_dir).rmdir()
             self.status.setText(f"⚠ {exc}")
             return
+        model, missing = model_store.model_for_run(self.form.model_path())
         task = DetectTask(
-            prepared.params,
+            replace(prepared.params, model=model),
             iface=self.iface,
             remove_out_dir_on_failure=True,
             exports=prepared.exports,
             output=output,
             add_probability=self.form.add_probability.isChecked(),
+            name=self._run_name(output),
         )
+        if missing:  # first run of a packaged plugin: download the default model, then detect
+            task.download = attach_download(task)
+            task.download.taskCompleted.connect(self.form.model_changed)
         # Qt slots (not lambdas): the connections end with the dock if the plugin unloads mid-run
         task.progressChanged.connect(self._progress)
         task.status.connect(self.status.setText, Qt.ConnectionType.QueuedConnection)
@@ -149,6 +174,13 @@ class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
         self.progress.setValue(0)
         self.status.setText("Starting the engine…")
         QgsApplication.taskManager().addTask(task)
+
+    def _run_name(self, output: str | None) -> str:
+        if output:
+            return Path(output).stem
+        before, after = self.form.layers()
+        names = f"{before.name()} → {after.name()}" if before is not None and after is not None else "run"
+        return f"{names} ({time.strftime('%H:%M')})"
 
     def cancel(self) -> None:
         """Ask the running task to stop (the worker cleans up its partial outputs)."""
@@ -184,7 +216,8 @@ class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
         from qgis_clipcd import worker
 
         # no interpreter probing here: that imports torch in a subprocess and would block QGIS
-        python = os.environ.get(worker.PYTHON_ENV) or worker.configured_python() or worker.qgis_python()
+        found = getattr(self.engine_status, "python", None)
+        python = found or os.environ.get(worker.PYTHON_ENV) or worker.configured_python() or worker.qgis_python()
         out_dir = self.form.output_path()
         params = self.run_params(str(Path(out_dir).with_suffix("")) if out_dir else None)
         before, _ = self.form.layers()

@@ -72,7 +72,8 @@ class InputsForm(QWidget):  # type: ignore[misc]
         for letter, combo in (("R", self.red), ("G", self.green), ("B", self.blue)):
             bands.addWidget(QLabel(letter, self.bands_row))
             bands.addWidget(combo, 1)
-        self.auto_prompts = QCheckBox("Automatic prompts (the model names what it sees)", self)
+        self.auto_prompts = QCheckBox("Automatic prompts", self)
+        self.auto_prompts.setToolTip("The model picks class names from each image pair itself")
         self.prompts = QLineEdit(self)
         self.prompts.setPlaceholderText("building, road (comma separated)")
         self.vocabulary = QComboBox(self)
@@ -101,7 +102,7 @@ class InputsForm(QWidget):  # type: ignore[misc]
         self.output.setStorageMode(QgsFileWidget.StorageMode.SaveFile)
         self.output.setFilter("GeoPackage (*.gpkg)")
         self.output.lineEdit().setPlaceholderText("temporary layer")
-        self.add_probability = QCheckBox("Also add the change probability raster", self)
+        self.add_probability = QCheckBox("Add the probability raster", self)
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         self.rows: dict[str, QWidget] = {}
@@ -175,7 +176,7 @@ class InputsForm(QWidget):  # type: ignore[misc]
             self.model_summary.setText(cards.summary(self.card))
             self.threshold.setValue(cards.default_threshold(self.card))
         self.vocabulary.clear()
-        self.vocabulary.addItem("Add a class from the model's vocabulary…")
+        self.vocabulary.addItem("Add a class…")
         self.vocabulary.addItems([str(name) for name in self.card.get("vocabulary") or []])
         self._prompts_state()
 
@@ -235,7 +236,7 @@ class InputsForm(QWidget):  # type: ignore[misc]
         return self.model.filePath().strip() or None
 
     def device_key(self) -> str:
-        """ "auto", "cpu" or "cuda"."""
+        """The device: "auto", "cpu" or "cuda"."""
         return str(self.device.currentData() or "auto")
 
     def prompt_list(self) -> tuple[str, ...]:

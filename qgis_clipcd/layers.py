@@ -119,6 +119,6 @@ def add_results(
     return group, added
 
 
-def run_name(out_dir: str | Path) -> str:
-    """A group name for a run: "ClipCD — <output folder name>"."""
-    return f"ClipCD — {Path(out_dir).name}"
+def run_name(name: str | Path) -> str:
+    """A group name for a run: "ClipCD — <name>" (a path gives its last part)."""
+    return f"ClipCD — {Path(name).name if isinstance(name, Path) else name}"

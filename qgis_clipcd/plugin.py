@@ -26,6 +26,7 @@ class ClipCDPlugin:
         self.provider: ClipCDProvider | None = None
         self.action: QAction | None = None
         self.dock: Any = None
+        self.engine_check: Any = None
 
     def initProcessing(self) -> None:
         """Register the Processing provider (also called by qgis_process, which has no GUI)."""
@@ -47,6 +48,25 @@ class ClipCDPlugin:
         self.action.toggled.connect(self.toggle_dock)
         self.iface.addPluginToRasterMenu(MENU, self.action)
         self.iface.addRasterToolBarIcon(self.action)
+        self._check_engine()
+
+    def _check_engine(self) -> None:
+        """Look for the engine's Python in the background; say so on the message bar when there is none."""
+        from qgis_clipcd.engine_check import EngineCheckTask
+
+        task = EngineCheckTask()
+        task.checked.connect(self._engine_checked)
+        self.engine_check = task
+        QgsApplication.taskManager().addTask(task)
+
+    def _engine_checked(self, status: Any) -> None:
+        self.engine_check = None
+        if status.ok or self.action is None:  # fine, or unloaded meanwhile
+            return
+        QgsMessageLog.logMessage(status.message, LOG_TAG, Qgis.MessageLevel.Warning)
+        self.iface.messageBar().pushWarning(
+            "ClipCD", f"{status.message} Open the CLIP Change Detection panel (Raster menu) to install it."
+        )
 
     def unload(self) -> None:
         """Remove everything initGui added."""

@@ -23,8 +23,9 @@ from qgis_clipcd.worker import Worker, WorkerResult, find_python
 LOG_TAG = "ClipCD"
 
 NO_PYTHON = (
-    "No Python with torch was found for the ClipCD engine. Install the engine's requirements "
-    '(pip install -r requirements.txt) or set the interpreter in Settings › Options › Advanced "clipcd/python".'
+    "No Python with torch, open_clip and rasterio was found for the ClipCD engine. Press "
+    '"Install backend" in the ClipCD panel, or set the interpreter in the setting "clipcd/python" '
+    "(docs/install.md gives the commands for each system)."
 )
 
 
@@ -51,6 +52,7 @@ class DetectTask(QgsTask):  # type: ignore[misc]
         project: QgsProject | None = None,
         exports: Sequence[RasterExport] = (),
         output: str | None = None,
+        name: str | None = None,
     ) -> None:
         """Prepare a run; nothing starts until the task manager runs it.
 
@@ -67,8 +69,11 @@ class DetectTask(QgsTask):  # type: ignore[misc]
             output: A GeoPackage for the change polygons; the other outputs go beside it as
                 ``<name>_probability.tif``, ``<name>_mask.tif`` and ``<name>_preview.png``, and
                 ``out_dir`` (a staging folder) is removed. None keeps everything in ``out_dir``.
+            name: The run's name, for the task list and the layer group (default: the GeoPackage's
+                or the output folder's name).
         """
-        super().__init__(f"ClipCD: detect change ({Path(params.out_dir).name})", QgsTask.Flag.CanCancel)
+        self.name = name or (Path(output).stem if output else Path(params.out_dir).name)
+        super().__init__(f"ClipCD: detect change ({self.name})", QgsTask.Flag.CanCancel)
         self.params = params
         self.python = python
         self.iface = iface
@@ -82,6 +87,8 @@ class DetectTask(QgsTask):  # type: ignore[misc]
         self.error: str = ""
         self.layers: list[Any] = []
         self._export_feedback: QgsRasterBlockFeedback | None = None
+        #: A download subtask this run waits for (see :func:`qgis_clipcd.download_task.attach_download`).
+        self.download: Any = None
 
     def run(self) -> bool:
         """Drive the worker (task thread): progress to ``setProgress``, cancel from ``isCanceled``."""
@@ -143,8 +150,15 @@ class DetectTask(QgsTask):  # type: ignore[misc]
 
     def finished(self, result: bool) -> None:
         """Main thread: add the layers, or tell the user what went wrong."""
+        if not result and self.remove_out_dir_on_failure:  # also when canceled before run() started
+            shutil.rmtree(self.params.out_dir, ignore_errors=True)
+        download = self.download
+        failed_download = download is not None and download.error and not download.canceled
         if result and self.result is not None:
             self._publish(self.result)
+        elif failed_download:  # QGIS cancels a task whose subtask failed: say why
+            self.error = f"The default model could not be downloaded: {download.error}"
+            self._report_failure()
         elif self.isCanceled() or (self.result is not None and self.result.error_kind == "canceled"):
             QgsMessageLog.logMessage("Run canceled; partial outputs were removed.", LOG_TAG, Qgis.MessageLevel.Info)
             self._message_bar_push("Change detection canceled", "Partial outputs were removed.", None, False)
@@ -152,8 +166,9 @@ class DetectTask(QgsTask):  # type: ignore[misc]
             self._report_failure()
 
     def _publish(self, result: WorkerResult) -> None:
-        name = run_name(Path(self.output).stem if self.output else self.params.out_dir)
-        _, self.layers = add_results(name, result.outputs, probability=self.add_probability, project=self.project)
+        _, self.layers = add_results(
+            run_name(self.name), result.outputs, probability=self.add_probability, project=self.project
+        )
         polygons = result.summary.get("polygons", len(self.layers))
         area = result.summary.get("changed_area_m2")
         text = f"{polygons} change polygon(s)" + (f", {float(area):,.0f} m²" if area is not None else "")

@@ -62,11 +62,16 @@ class WorkerResult:
     exit_code: int = -1
 
 
-def worker_env() -> dict[str, str]:
-    """The worker's environment: ours without QGIS's Python and GDAL/PROJ settings, backend on PYTHONPATH."""
-    env = {
+def clean_env() -> dict[str, str]:
+    """Our environment without QGIS's Python (PYTHONPATH, PYTHONHOME) and GDAL/PROJ settings."""
+    return {
         key: value for key, value in os.environ.items() if key not in _DROPPED and not key.startswith(_DROPPED_PREFIXES)
     }
+
+
+def worker_env() -> dict[str, str]:
+    """The worker's environment: ours without QGIS's Python and GDAL/PROJ settings, backend on PYTHONPATH."""
+    env = clean_env()
     root = backend_root()
     if root is not None:
         env["PYTHONPATH"] = str(root)
@@ -80,15 +85,38 @@ def qgis_python() -> str | None:
         return sys.executable
     prefix = Path(sys.exec_prefix)
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    for candidate in (
+    candidates = [
         prefix / "bin" / f"python{version}",
         prefix / "bin" / "python3",
         prefix / "python.exe",
         prefix / "python3.exe",
-    ):
+    ]
+    if sys.platform == "darwin":  # sys.executable is QGIS.app/Contents/MacOS/QGIS; some builds put python beside it
+        candidates += [Path(sys.executable).with_name("python3"), Path(sys.executable).with_name("python")]
+    for candidate in candidates:
         if candidate.is_file():
             return str(candidate)
     return None
+
+
+def run_engine_python(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` (an engine interpreter and its arguments) in the worker's environment; text output.
+
+    Raises:
+        OSError: it could not start.
+        subprocess.SubprocessError: it ran past ``timeout`` seconds.
+    """
+    return subprocess.run(  # nosec B603
+        argv,
+        cwd=backend_root(),
+        env=worker_env(),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=timeout,
+        check=False,
+    )
 
 
 @lru_cache(maxsize=8)
@@ -119,7 +147,8 @@ def find_python() -> str | None:
     """The interpreter that runs the backend worker, or None when there is none yet.
 
     ``$CLIPCD_PYTHON`` when set (for headless runs: qgis_process, CI); else QGIS's own interpreter
-    if it can import torch, open_clip and rasterio; else the one set in the plugin's settings.
+    if it can import torch, open_clip and rasterio; else the one set in the plugin's settings; else
+    the private environment that "Install backend" makes, when it exists (see installer.py).
     """
     forced = os.environ.get(PYTHON_ENV)
     if forced:
@@ -127,7 +156,15 @@ def find_python() -> str | None:
     own = qgis_python()
     if own is not None and can_run_backend(own):
         return own
-    return configured_python()
+    return configured_python() or installed_python()
+
+
+def installed_python() -> str | None:
+    """The interpreter of the private environment "Install backend" makes, if it exists."""
+    from qgis_clipcd.installer import venv_dir, venv_python  # installer imports this module
+
+    python = venv_python(venv_dir())
+    return str(python) if python.is_file() else None
 
 
 class Worker:
@@ -267,9 +304,14 @@ class Worker:
         if result.error_kind is None:
             result.error_kind = "crashed"
             last = next((line.strip() for line in reversed(stderr) if line.strip()), "no output")
+            how = f"exit code {result.exit_code}"
+            if result.exit_code < 0:  # killed by a signal: SIGKILL is what the out-of-memory killer sends
+                how = f"killed by signal {-result.exit_code}"
+                if -result.exit_code == getattr(signal, "SIGKILL", 9):
+                    how += " (SIGKILL: often the system running out of memory)"
             result.message = (
-                f"The backend worker stopped unexpectedly (exit code {result.exit_code}): {last}. "
-                "See the log for details; if it ran out of memory, try a smaller extent."
+                f"The backend worker stopped unexpectedly ({how}): {last}. "
+                "See the log for details; if it ran out of memory, try a smaller extent or the CPU device."
             )
         return result
 

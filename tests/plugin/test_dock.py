@@ -21,7 +21,7 @@ def dock(qgis_iface, qgis_new_project: None):
     settings = qgis_core.QgsSettings()
     for key in ("model", "output", "device", "min_area", "extent", "auto_prompts", "add_probability"):
         settings.remove(f"clipcd/{key}")
-    widget = ClipCDDock(qgis_iface)
+    widget = ClipCDDock(qgis_iface, check_engine=False)
     yield widget
     widget.deleteLater()
 
@@ -117,7 +117,7 @@ def test_prompts_are_stored_in_the_project(dock: ClipCDDock, qgis_iface) -> None
     dock.form.prompts.setText("building")
     dock.form.store_prompts()
     assert qgis_core.QgsProject.instance().readEntry("clipcd", "prompts", "")[0] == "building"
-    assert ClipCDDock(qgis_iface).form.prompts.text() == "building"
+    assert ClipCDDock(qgis_iface, check_engine=False).form.prompts.text() == "building"
 
 
 def test_run_and_cancel_from_the_dock(dock: ClipCDDock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,7 +155,7 @@ def test_a_dock_deleted_mid_run_leaves_the_task_to_finish(
     monkeypatch.setattr(task_module, "Worker", lambda: FakeWorker(wait_for_cancel=True))
     monkeypatch.setattr(task_module, "find_python", lambda: "python3")
     before, after = add_rasters(tmp_path)
-    doomed = ClipCDDock(qgis_iface)
+    doomed = ClipCDDock(qgis_iface, check_engine=False)
     doomed.form.before.setLayer(before)
     doomed.form.after.setLayer(after)
     doomed.start()

@@ -28,7 +28,7 @@ def dock(qgis_iface, qgis_new_project: None):
     settings = qgis_core.QgsSettings()
     for key in SETTINGS:
         settings.remove(f"clipcd/{key}")
-    widget = ClipCDDock(qgis_iface)
+    widget = ClipCDDock(qgis_iface, check_engine=False)
     yield widget
     widget.deleteLater()
 

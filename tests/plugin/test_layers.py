@@ -54,4 +54,5 @@ def test_probability_is_optional_and_missing_files_are_skipped(
 
 
 def test_run_name_uses_the_output_folder() -> None:
-    assert run_name("/tmp/clipcd-abc/") == "ClipCD — clipcd-abc"
+    assert run_name(Path("/tmp/clipcd-abc/")) == "ClipCD — clipcd-abc"
+    assert run_name("before → after (12:30)") == "ClipCD — before → after (12:30)"

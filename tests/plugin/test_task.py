@@ -157,3 +157,30 @@ def test_real_worker_failure_goes_to_the_message_bar(tmp_path: Path, qgis_iface,
     messages = qgis_iface.messageBar().get_messages(CRITICAL)
     assert len(messages) == 1 and messages[0].startswith("Change detection failed:") and "bogus" in messages[0]
     assert not qgis_core.QgsProject.instance().mapLayers()
+
+
+def test_a_worker_killed_mid_run_is_an_error_and_qgis_lives_on(tmp_path: Path, qgis_iface, qgis_new_project) -> None:
+    """The engine loads its model, then the process is SIGKILLed (as the out-of-memory killer would)."""
+    python = tmp_path / "python-that-dies"
+    python.write_text(
+        "#!/bin/sh\n"
+        f'exec "{sys.executable}" -c "'
+        "import os, signal, runpy, backend.model_source as source; "
+        "load = source.resolve; "
+        "source.resolve = lambda *a, **k: (load(*a, **k), os.kill(os.getpid(), signal.SIGKILL)); "
+        "import sys; sys.argv = ['backend', *sys.argv[3:]]; runpy.run_module('backend', run_name='__main__')"  # drop -m backend
+        '" "$@"\n'
+    )
+    python.chmod(0o755)
+    before, after = raster_pair(tmp_path)
+    out = tmp_path / "out"
+    params = RunParams(before=str(before), after=str(after), out_dir=str(out), device="cpu")
+    task = start(DetectTask(params, python=str(python), iface=qgis_iface, remove_out_dir_on_failure=True))
+
+    assert wait_for_task(task, timeout=300)
+    assert task.result is not None and task.result.exit_code == -9 and task.result.error_kind == "crashed"
+    messages = qgis_iface.messageBar().get_messages(CRITICAL)
+    assert len(messages) == 1 and "killed by signal 9" in messages[0] and "memory" in messages[0]
+    assert not out.exists() and not qgis_core.QgsProject.instance().mapLayers()
+    alive = qgis_core.QgsRasterLayer(str(before), "still alive")  # QGIS carries on
+    assert alive.isValid() and qgis_core.QgsProject.instance().addMapLayer(alive) is not None
