@@ -168,7 +168,8 @@ def test_a_worker_killed_mid_run_is_an_error_and_qgis_lives_on(tmp_path: Path, q
         "import os, signal, runpy, backend.model_source as source; "
         "load = source.resolve; "
         "source.resolve = lambda *a, **k: (load(*a, **k), os.kill(os.getpid(), signal.SIGKILL)); "
-        "import sys; sys.argv = ['backend', *sys.argv[3:]]; runpy.run_module('backend', run_name='__main__')"  # drop -m backend
+        # sys.argv is ['-c', '-m', 'backend', 'detect', ...]: drop '-m backend'
+        "import sys; sys.argv = ['backend', *sys.argv[3:]]; runpy.run_module('backend', run_name='__main__')"
         '" "$@"\n'
     )
     python.chmod(0o755)
