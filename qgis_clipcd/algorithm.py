@@ -32,15 +32,17 @@ from qgis.core import (
     QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
     QgsProcessingUtils,
-    QgsProviderRegistry,
-    QgsRasterLayer,
+    QgsRasterBlockFeedback,
+    QgsRectangle,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
 from qgis_clipcd import model_store
 from qgis_clipcd.download import DownloadCanceled, DownloadError
+from qgis_clipcd.layer_export import ExportError, write_export
 from qgis_clipcd.metadata import homepage
 from qgis_clipcd.params import DEVICES, RunParams, parse_bands, split_prompts
+from qgis_clipcd.run_inputs import PreparedRun, prepare_run
 from qgis_clipcd.worker import Worker, find_python
 
 
@@ -52,22 +54,6 @@ def _vector_type_polygon() -> Any:
     """``QgsProcessing.SourceType.TypeVectorPolygon`` (scoped in newer sip), else the flat 3.22 name."""
     scoped = getattr(QgsProcessing, "SourceType", None)
     return scoped.TypeVectorPolygon if scoped is not None else QgsProcessing.TypeVectorPolygon
-
-
-def layer_file(layer: QgsRasterLayer, name: str) -> str:
-    """The file behind a raster layer; layers that are not files are refused for now."""
-    path = ""
-    if layer.providerType() == "gdal":
-        path = str(QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path") or "")
-    if not path or not Path(path).is_file():
-        raise QgsProcessingException(
-            _tr(
-                f"{name} layer {layer.name()!r} is not a raster file ({layer.providerType()} source "
-                f"{layer.source()!r}); web, virtual and in-memory rasters are not supported yet. "
-                "Save it as a GeoTIFF (Export > Save As) and pick that file."
-            )
-        )
-    return path
 
 
 class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
@@ -99,6 +85,11 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
     def helpUrl(self) -> str:
         """The homepage from metadata.txt."""
         return homepage()
+
+    #: Set by prepareAlgorithm (main thread) for processAlgorithm (task thread).
+    _work: Path
+    _prepared: PreparedRun
+    _failure: str
 
     def createInstance(self) -> DetectChangeAlgorithm:
         """A new instance (Processing runs each copy separately)."""
@@ -155,22 +146,65 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
         self.addOutput(QgsProcessingOutputNumber(self.POLYGONS, _tr("Number of change polygons")))
         self.addOutput(QgsProcessingOutputNumber(self.CHANGED_AREA_M2, _tr("Changed area (m²)")))
 
+    def prepareAlgorithm(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> bool:
+        """Main thread: read the layers and options; plan the export of layers that are not files.
+
+        A problem is kept and raised by processAlgorithm: QGIS turns exceptions raised here into a
+        generic "There were errors executing the algorithm" for ``processing.run`` callers.
+        """
+        self._failure = ""
+        self._work = Path(tempfile.mkdtemp(prefix="clipcd-", dir=QgsProcessingUtils.tempFolder()))
+        try:
+            before = self.parameterAsRasterLayer(parameters, self.BEFORE, context)
+            after = self.parameterAsRasterLayer(parameters, self.AFTER, context)
+            for key, layer in ((self.BEFORE, before), (self.AFTER, after)):
+                if layer is None or not layer.isValid():
+                    raise QgsProcessingException(
+                        _tr(f"{key}: {parameters.get(key)!r} is not a raster layer QGIS can open.")
+                    )
+            params = self._params(parameters, context, str(self._work / "out"))
+            extent = self._extent(parameters, context, before.crs())
+            self._prepared = prepare_run(before, after, params, extent=extent, project=context.project())
+        except (ExportError, QgsProcessingException) as exc:
+            self._failure = str(exc)
+        return True
+
     def processAlgorithm(
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> dict[str, Any]:
-        """Run the worker into a temporary folder and move its outputs to the destinations."""
+        """Write layers that are not files, run the worker into a temporary folder, move its outputs."""
+        try:
+            if self._failure:
+                raise QgsProcessingException(self._failure)
+            return self._process(parameters, context, feedback)
+        finally:
+            shutil.rmtree(self._work, ignore_errors=True)
+
+    def _process(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict[str, Any]:
         python = find_python()
         if python is None:
             raise QgsProcessingException(
                 _tr(
-                    "No Python with torch, open_clip and rasterio was found for the ClipCD engine. Set one in "
-                    "the plugin's settings (clipcd/python) or in the CLIPCD_PYTHON environment variable."
+                    "No Python with torch, open_clip and rasterio was found for the ClipCD engine. Use "
+                    '"Install backend" in the ClipCD panel, or set one in the plugin\'s settings (clipcd/python) '
+                    "or in the CLIPCD_PYTHON environment variable."
                 )
             )
-        work = Path(tempfile.mkdtemp(prefix="clipcd-", dir=QgsProcessingUtils.tempFolder()))
-        params = self._params(parameters, context, str(work / "out"))
+        params = self._prepared.params
         if params.model is None:
             params = dataclasses.replace(params, model=fetch_default_model(feedback))
+        for plan in self._prepared.exports:
+            feedback.setProgressText(_tr(f"Writing the {plan.role} layer {plan.layer_name!r} to a GeoTIFF"))
+            raster_feedback = QgsRasterBlockFeedback()
+            feedback.canceled.connect(raster_feedback.cancel)
+            try:
+                write_export(plan, raster_feedback)
+            except ExportError as exc:
+                raise QgsProcessingException(str(exc)) from None
         feedback.pushInfo(_tr("Engine command: ") + params.command_line(python))
 
         def progress(fraction: float, message: str) -> None:
@@ -181,7 +215,6 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
         for line in result.log:
             feedback.pushDebugInfo(line)
         if not result.ok:
-            shutil.rmtree(work, ignore_errors=True)
             raise QgsProcessingException(result.message or _tr("The change detection failed."))
 
         polygons = self.parameterAsOutputLayer(parameters, self.OUTPUT_POLYGONS, context)
@@ -196,17 +229,10 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
         if probability:
             _move(result.outputs["probability"], probability)
             outputs[self.OUTPUT_PROBABILITY] = probability
-        shutil.rmtree(work, ignore_errors=True)
         return outputs
 
     def _params(self, parameters: dict[str, Any], context: QgsProcessingContext, out_dir: str) -> RunParams:
-        before = self.parameterAsRasterLayer(parameters, self.BEFORE, context)
-        after = self.parameterAsRasterLayer(parameters, self.AFTER, context)
-        for key, layer in ((self.BEFORE, before), (self.AFTER, after)):
-            if layer is None or not layer.isValid():
-                raise QgsProcessingException(
-                    _tr(f"{key}: {parameters.get(key)!r} is not a raster layer QGIS can open.")
-                )
+        """The options (the layers' paths are filled in by :func:`prepare_run`)."""
         try:
             bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context) or "")
         except ValueError as exc:
@@ -219,28 +245,27 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
         if parameters.get(self.THRESHOLD) not in (None, ""):
             threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
         return RunParams(
-            before=layer_file(before, self.BEFORE),
-            after=layer_file(after, self.AFTER),
+            before="",
+            after="",
             out_dir=out_dir,
             model=None if missing else model,  # None: processAlgorithm downloads the default model
             prompts=prompts,
             threshold=threshold,
             min_area=self.parameterAsDouble(parameters, self.MIN_AREA, context),
             device=self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto",
-            extent=self._extent(parameters, context, before.crs()),
             bands=bands,
         )
 
     def _extent(
         self, parameters: dict[str, Any], context: QgsProcessingContext, crs: QgsCoordinateReferenceSystem
-    ) -> tuple[float, float, float, float] | None:
+    ) -> QgsRectangle | None:
         """The EXTENT parameter in the before raster's CRS, or None when not set."""
         if parameters.get(self.EXTENT) in (None, ""):
             return None
         rect = self.parameterAsExtent(parameters, self.EXTENT, context, crs)
         if rect.isNull() or rect.isEmpty():
             return None
-        return rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()
+        return rect
 
 
 def fetch_default_model(feedback: QgsProcessingFeedback) -> str:

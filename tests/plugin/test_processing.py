@@ -102,14 +102,75 @@ def test_engine_errors_become_processing_exceptions(tmp_path: Path, provider: ob
         processing.run("clipcd:detect_change", params)
 
 
-def test_layers_that_are_not_files_are_refused(tmp_path: Path, provider: object) -> None:
-    from qgis_clipcd.algorithm import layer_file
+def in_memory_copy(path: Path, name: str) -> qgis_core.QgsRasterLayer:
+    """The GeoTIFF copied into GDAL's /vsimem/: a layer whose data is not a file."""
+    from osgeo import gdal
 
-    before, _ = write_pair(tmp_path)
-    assert layer_file(qgis_core.QgsRasterLayer(str(before), "before"), "BEFORE") == str(before)
-    wms = qgis_core.QgsRasterLayer("url=http://localhost:1/wms&layers=x&crs=EPSG:4326&format=image/png", "web", "wms")
-    with pytest.raises(qgis_core.QgsProcessingException, match="not supported yet"):
-        layer_file(wms, "BEFORE")
+    target = f"/vsimem/{name}.tif"
+    gdal.FileFromMemBuffer(target, path.read_bytes())
+    layer = qgis_core.QgsRasterLayer(target, name, "gdal")
+    assert layer.isValid()
+    qgis_core.QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+def test_layers_that_are_not_files_are_written_and_give_the_same_polygons(tmp_path: Path, provider: object) -> None:
+    import processing
+
+    before, after = write_pair(tmp_path)
+    common = {"THRESHOLD": 0.01, "DEVICE": "cpu"}
+    from_files = processing.run(
+        "clipcd:detect_change",
+        {"BEFORE": str(before), "AFTER": str(after), "OUTPUT_POLYGONS": str(tmp_path / "files.gpkg"), **common},
+    )
+    in_memory = processing.run(
+        "clipcd:detect_change",
+        {
+            "BEFORE": in_memory_copy(before, "mem_before"),
+            "AFTER": in_memory_copy(after, "mem_after"),
+            "OUTPUT_POLYGONS": str(tmp_path / "memory.gpkg"),
+            **common,
+        },
+    )
+    assert in_memory["POLYGONS"] == from_files["POLYGONS"] >= 1
+    assert geometries(in_memory["OUTPUT_POLYGONS"]) == geometries(from_files["OUTPUT_POLYGONS"])
+
+
+def geometries(path: str | Path) -> list[str]:
+    """The polygons as sorted WKT with coordinates rounded to the centimetre."""
+    return sorted(feature.geometry().asWkt(2) for feature in polygons(path))
+
+
+def test_the_dock_and_processing_give_the_same_polygons(
+    tmp_path: Path, provider: object, qgis_iface, qgis_new_project: None
+) -> None:
+    import processing
+
+    from qgis_clipcd.dock import ClipCDDock
+    from tests.plugin.helpers import wait_for_task
+
+    before, after = write_pair(tmp_path)
+    result = processing.run(
+        "clipcd:detect_change",
+        {"BEFORE": str(before), "AFTER": str(after), "THRESHOLD": 0.01, "DEVICE": "cpu", "MIN_AREA": 10.0,
+         "OUTPUT_POLYGONS": str(tmp_path / "processing.gpkg")},
+    )  # fmt: skip
+    layers = [qgis_core.QgsRasterLayer(str(path), path.stem) for path in (before, after)]
+    qgis_core.QgsProject.instance().addMapLayers(layers)
+    for key in ("model", "extent", "auto_prompts"):
+        qgis_core.QgsSettings().remove(f"clipcd/{key}")
+    dock = ClipCDDock(qgis_iface, check_engine=False)
+    dock.form.before.setLayer(layers[0])
+    dock.form.after.setLayer(layers[1])
+    dock.form.threshold.setValue(0.01)
+    dock.form.min_area.setValue(10.0)
+    dock.form.device.setCurrentIndex(dock.form.device.findData("cpu"))
+    dock.form.output.setFilePath(str(tmp_path / "dock.gpkg"))
+    dock.start()
+    assert dock.task is not None and wait_for_task(dock.task, timeout=300)
+    assert dock.status.text().startswith("Done"), dock.status.text()
+    assert geometries(tmp_path / "dock.gpkg") == geometries(result["OUTPUT_POLYGONS"])
+    assert len(geometries(tmp_path / "dock.gpkg")) == result["POLYGONS"] >= 1
 
 
 @pytest.mark.slow
@@ -205,7 +266,8 @@ def test_parameters_become_run_params(tmp_path: Path, provider: object) -> None:
     corner = transform.transform(qgis_core.QgsPointXY(UTM_X0 + 200, UTM_Y0 - 500))
     far = transform.transform(qgis_core.QgsPointXY(UTM_X0 + 500, UTM_Y0 - 100))
     extent = f"{corner.x()},{far.x()},{corner.y()},{far.y()} [EPSG:4326]"
-    params = algorithm._params(
+    feedback = qgis_core.QgsProcessingFeedback()
+    algorithm.prepareAlgorithm(
         {
             "BEFORE": str(before),
             "AFTER": str(after),
@@ -217,8 +279,10 @@ def test_parameters_become_run_params(tmp_path: Path, provider: object) -> None:
             "BANDS": "3,2,1",
         },
         context,
-        str(tmp_path / "out"),
+        feedback,
     )
+    assert algorithm._failure == ""
+    params = algorithm._prepared.params
     assert (params.before, params.after) == (str(before), str(after))
     assert params.prompts == ("building", "road")
     assert params.min_area == 25 and params.device == "cuda" and params.bands == (3, 2, 1)
@@ -226,11 +290,12 @@ def test_parameters_become_run_params(tmp_path: Path, provider: object) -> None:
     assert params.model == str(REPO_ROOT / "resources" / "models" / "clipcd-default.safetensors")
     assert params.extent is not None
     assert params.extent == pytest.approx((UTM_X0 + 200, UTM_Y0 - 500, UTM_X0 + 500, UTM_Y0 - 100), abs=2.0)
-    auto = algorithm._params(
+    algorithm.prepareAlgorithm(
         {"BEFORE": str(before), "AFTER": str(after), "PROMPTS": "road", "AUTO_PROMPTS": True, "THRESHOLD": 0.4},
         context,
-        str(tmp_path / "out"),
+        feedback,
     )
+    auto = algorithm._prepared.params
     assert auto.prompts == () and auto.extent is None and auto.threshold == pytest.approx(0.4)
 
 
