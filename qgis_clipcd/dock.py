@@ -108,8 +108,7 @@ class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
             out_dir=out_dir or str(Path(tempfile.gettempdir()) / "clipcd"),
             model=self.form.model_path(),
             prompts=self.form.prompt_list(),
-            # no card yet (the default model is still to be downloaded): the engine uses the card's threshold
-            threshold=round(self.form.threshold.value(), 4) if self.form.card else None,
+            threshold=self.form.threshold_value(),
             min_area=self.form.min_area.value(),
             device=self.form.device_key(),
             bands=self.form.bands(),

@@ -89,6 +89,8 @@ class InputsForm(QWidget):  # type: ignore[misc]
         self.threshold.setRange(0.0, 1.0)
         self.threshold.setSingleStep(0.05)
         self.threshold.setDecimals(2)
+        self.threshold.setSpecialValueText("the model's")  # shown at 0: the card's threshold is used
+        self.threshold.setToolTip("Change probability above which a pixel counts as change; 0 uses the model's")
         self.min_area = QDoubleSpinBox(self)
         self.min_area.setRange(0.0, 1e9)
         self.min_area.setDecimals(0)
@@ -172,6 +174,7 @@ class InputsForm(QWidget):  # type: ignore[misc]
         except cards.CardError as exc:
             self.card = {}
             self.model_summary.setText(f"⚠ {exc}")
+            self.threshold.setValue(0.0)  # the model's own, once there is one
         else:
             self.model_summary.setText(cards.summary(self.card))
             self.threshold.setValue(cards.default_threshold(self.card))
@@ -230,6 +233,11 @@ class InputsForm(QWidget):  # type: ignore[misc]
     def layers(self) -> tuple[QgsRasterLayer | None, QgsRasterLayer | None]:
         """The chosen before and after rasters."""
         return _raster(self.before.currentLayer()), _raster(self.after.currentLayer())
+
+    def threshold_value(self) -> float | None:
+        """The chosen threshold, or None for the model card's (the spin box at 0)."""
+        value = round(self.threshold.value(), 4)
+        return value if value > 0 else None
 
     def model_path(self) -> str | None:
         """The chosen model file, or None for the default model."""

@@ -164,3 +164,12 @@ def test_a_dock_deleted_mid_run_leaves_the_task_to_finish(
     sip.delete(doomed)  # what the plugin's unload does, later
     assert wait_for_task(running, timeout=30)
     assert not qgis_core.QgsApplication.taskManager().activeTasks()
+
+
+def test_a_zero_threshold_means_the_models(dock: ClipCDDock, tmp_path: Path) -> None:
+    dock.form.threshold.setValue(0.0)
+    assert dock.form.threshold.text() == "the model's" and dock.run_params().threshold is None
+    dock.form.model.setFilePath(str(tmp_path / "missing.safetensors"))  # no card: the engine decides
+    assert dock.form.threshold.value() == 0.0 and "missing.safetensors" in dock.form.model_summary.text()
+    dock.form.model.setFilePath("")
+    assert dock.run_params().threshold == pytest.approx(default_threshold(read_card()))
