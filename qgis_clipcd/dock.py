@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import replace
@@ -145,9 +146,9 @@ class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
             out_dir = tempfile.mkdtemp(prefix="clipcd-")
         try:
             prepared = self.prepare(out_dir)
-        except ExportError as exc:
-            Path(out_dir).rmdir()
-            self.status.setText(f"⚠ {exc}")
+        except Exception as exc:  # bad input (e.g. a CRS PROJ cannot transform) is a message, never a crash
+            shutil.rmtree(out_dir, ignore_errors=True)
+            self.status.setText(f"⚠ {exc}" if isinstance(exc, ExportError) else f"⚠ {type(exc).__name__}: {exc}")
             return
         model, missing = model_store.model_for_run(self.form.model_path())
         task = DetectTask(

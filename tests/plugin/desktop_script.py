@@ -128,6 +128,8 @@ def zoom():
 
 @guarded
 def done(dock):
+    canvas = iface.mapCanvas()
+    note(f"canvas {canvas.width()}x{canvas.height()} px, extent {canvas.extent().toString(1)}")
     shot("2-result.png")
     finish(True)
 
