@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--tile", type=int, help="tile size in pixels (default: card, 256)")
     detect.add_argument("--overlap", type=int, help="tile overlap in pixels (default: card, 64)")
     detect.add_argument("--batch-size", type=int, default=8, help="tile pairs per forward pass")
+    detect.add_argument(
+        "--tta",
+        default="none",
+        choices=["none", "flips", "d4"],
+        help="test-time augmentation: average over mirrored (flips, 4x time) or also rotated (d4, 8x) tiles",
+    )
     detect.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax in the before raster's CRS")
     detect.add_argument("--bands", type=_bands, help="red,green,blue band numbers, e.g. 1,2,3 or 4,3,2")
     detect.add_argument(
@@ -113,6 +119,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         extent=args.extent,
         bands=args.bands,
         batch_size=args.batch_size,
+        tta=args.tta,
         write_preview=not args.no_preview,
         probability_dtype=args.probability_dtype,
     )

@@ -41,6 +41,7 @@ class DetectParams:
         bands: 1-based band indexes for red, green, blue, applied to both rasters; None picks
             RGB by colour interpretation, else the first three bands.
         batch_size: Tile pairs per forward pass (halved automatically on CUDA out-of-memory).
+        tta: Test-time augmentation: "none", "flips" (4 passes) or "d4" (8 passes); see backend.tta.
         write_preview: Also write preview.png (before | after | change overlay).
         probability_dtype: probability.tif as uint8 (round(p * 255)) or float16 (p itself).
     """
@@ -60,6 +61,7 @@ class DetectParams:
     extent: Extent | None = None
     bands: tuple[int, ...] | None = None
     batch_size: int = 8
+    tta: str = "none"
     write_preview: bool = True
     probability_dtype: ProbabilityDtype = "uint8"
 
@@ -97,6 +99,8 @@ class DetectParams:
             raise InputError(f"probability_dtype={self.probability_dtype!r} is not one of uint8, float16.")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise InputError(f"device={self.device!r} is not one of auto, cpu, cuda, mps.")
+        if self.tta not in ("none", "flips", "d4"):
+            raise InputError(f"tta={self.tta!r} is not one of none, flips, d4.")
 
     def resolve_tiling(self, card_tile: int, card_overlap: int) -> tuple[int, int]:
         """Tile size and overlap for this run: the user's, else the model card's.

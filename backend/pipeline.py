@@ -102,7 +102,9 @@ def detect(
         staging, created = _make_staging(params.out_dir)
         try:
             progress(0.0, f"{len(tiles)} tiles on {device}")
-            predictor = Predictor(loaded.model, card.mean, card.std, device, params.batch_size, params.prompts)
+            predictor = Predictor(
+                loaded.model, card.mean, card.std, device, params.batch_size, params.prompts, tta=params.tta
+            )
             with (
                 probability_writer(staging / "probability.tif", grid, params.probability_dtype) as prob_out,
                 mask_writer(staging / "mask.tif", grid) as mask_out,

@@ -32,6 +32,7 @@ from backend.params import Device
 from backend.progress import CancelFn, ProgressFn, check_canceled, never_canceled, no_progress
 from backend.tiling import Tile
 from backend.transform import normalise
+from backend.tta import TTA_MODES, averaged_logit
 
 _log = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ class Predictor:
         device: Where the model runs.
         batch_size: Tile pairs per forward pass; halved on CUDA out-of-memory.
         prompts: The analyst's class names, or empty for the model's own prompt source.
+        tta: Test-time augmentation, one of :data:`backend.tta.TTA_MODES` (``"none"``: one pass).
     """
 
     def __init__(
@@ -127,7 +129,11 @@ class Predictor:
         device: torch.device,
         batch_size: int = 8,
         prompts: Sequence[str] = (),
+        tta: str = "none",
     ) -> None:
+        if tta not in TTA_MODES:
+            raise InputError(f"tta={tta!r} is not one of {', '.join(TTA_MODES)}.")
+        self.tta = tta
         self.model = model.to(device).eval()
         self.device = device
         self.batch_size = batch_size
@@ -168,14 +174,17 @@ class Predictor:
 
     def _forward(self, a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
         with torch.inference_mode(), _autocast(self.device):
-            logits = self.model(a, b, prompts=self.prompts) if self.prompts else self.model(a, b)
-            logit = change_logit(logits)
+            logit = averaged_logit(self._logit, a, b, self.tta)
         if logit.shape[-2:] != a.shape[-2:]:
             raise ClipCDError(
                 f"the model returned {tuple(logit.shape[-2:])} pixels for {tuple(a.shape[-2:])} input; "
                 "a change model must return logits at its input size."
             )
         return logit.float().cpu().numpy()
+
+    def _logit(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        logits = self.model(a, b, prompts=self.prompts) if self.prompts else self.model(a, b)
+        return change_logit(logits)
 
     def run(
         self,

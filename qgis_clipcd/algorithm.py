@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import (
+    Qgis,
     QgsCoordinateReferenceSystem,
     QgsProcessing,
     QgsProcessingAlgorithm,
@@ -23,6 +24,7 @@ from qgis.core import (
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
@@ -41,13 +43,19 @@ from qgis_clipcd import model_store
 from qgis_clipcd.download import DownloadCanceled, DownloadError
 from qgis_clipcd.layer_export import ExportError, write_export
 from qgis_clipcd.metadata import homepage
-from qgis_clipcd.params import DEVICES, RunParams, parse_bands, split_prompts
+from qgis_clipcd.params import DEVICES, TTA_MODES, RunParams, parse_bands, split_prompts
 from qgis_clipcd.run_inputs import PreparedRun, prepare_run
 from qgis_clipcd.worker import Worker, find_python
 
 
 def _tr(text: str) -> str:
     return str(QCoreApplication.translate("ClipCD", text))
+
+
+def _advanced() -> Any:
+    """The "advanced parameter" flag (``Qgis.ProcessingParameterFlag`` from 3.36, else the 3.22 name)."""
+    scoped = getattr(Qgis, "ProcessingParameterFlag", None)
+    return scoped.Advanced if scoped is not None else QgsProcessingParameterDefinition.Flag.FlagAdvanced
 
 
 def _vector_type_polygon() -> Any:
@@ -61,6 +69,7 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
 
     BEFORE, AFTER, PROMPTS, AUTO_PROMPTS, MODEL = "BEFORE", "AFTER", "PROMPTS", "AUTO_PROMPTS", "MODEL"
     THRESHOLD, MIN_AREA, DEVICE, EXTENT, BANDS = "THRESHOLD", "MIN_AREA", "DEVICE", "EXTENT", "BANDS"
+    TTA = "TTA"
     OUTPUT_POLYGONS, OUTPUT_PROBABILITY = "OUTPUT_POLYGONS", "OUTPUT_PROBABILITY"
     POLYGONS, CHANGED_AREA_M2 = "POLYGONS", "CHANGED_AREA_M2"
 
@@ -129,6 +138,12 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
         device = QgsProcessingParameterEnum(self.DEVICE, _tr("Device"), list(DEVICES), defaultValue="auto")
         device.setUsesStaticStrings(True)
         self.addParameter(device)
+        tta = QgsProcessingParameterEnum(
+            self.TTA, _tr("Test-time augmentation (flips: 4x, d4: 8x time)"), list(TTA_MODES), defaultValue="none"
+        )
+        tta.setUsesStaticStrings(True)
+        tta.setFlags(tta.flags() | _advanced())
+        self.addParameter(tta)
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, _tr("Extent (empty: the overlap)"), optional=True))
         self.addParameter(
             QgsProcessingParameterString(self.BANDS, _tr("Bands red,green,blue (e.g. 4,3,2)"), optional=True)
@@ -254,6 +269,7 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
             min_area=self.parameterAsDouble(parameters, self.MIN_AREA, context),
             device=self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto",
             bands=bands,
+            tta=self.parameterAsEnumString(parameters, self.TTA, context) or "none",
         )
 
     def _extent(

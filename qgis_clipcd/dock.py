@@ -113,6 +113,7 @@ class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
             min_area=self.form.min_area.value(),
             device=self.form.device_key(),
             bands=self.form.bands(),
+            tta=str(self.form.tta.currentData() or "none"),
         )
 
     def prepare(self, out_dir: str) -> PreparedRun:

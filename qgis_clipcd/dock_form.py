@@ -36,6 +36,8 @@ from qgis_clipcd.params import DEVICES, split_prompts
 #: Extent choices: key -> label.
 EXTENTS = {"overlap": "Layers' overlap", "canvas": "Map canvas", "aoi": "AOI polygon layer"}
 _DEVICE_LABELS = {"auto": "Automatic", "cpu": "CPU", "cuda": "CUDA GPU"}
+#: ``--tta`` modes as the dock offers them.
+TTA_LABELS = {"none": "Fast (one pass)", "flips": "Better (4 passes, mirrored)", "d4": "Best (8 passes, turned)"}
 
 
 class InputsForm(QWidget):  # type: ignore[misc]
@@ -95,6 +97,10 @@ class InputsForm(QWidget):  # type: ignore[misc]
         self.min_area.setRange(0.0, 1e9)
         self.min_area.setDecimals(0)
         self.min_area.setSuffix(" m²")
+        self.tta = QComboBox(self)
+        for key, label in TTA_LABELS.items():
+            self.tta.addItem(label, key)
+        self.tta.setToolTip("Average the model over mirrored and turned copies: more accurate, slower")
         self.extent_mode = QComboBox(self)
         for key, label in EXTENTS.items():
             self.extent_mode.addItem(label, key)
@@ -122,6 +128,7 @@ class InputsForm(QWidget):  # type: ignore[misc]
             ("Device", self.device),
             ("Threshold", self.threshold),
             ("Minimum area", self.min_area),
+            ("Accuracy", self.tta),
             ("Extent", self.extent_mode),
             ("AOI layer", self.aoi),
             ("Output", self.output),
@@ -139,6 +146,7 @@ class InputsForm(QWidget):  # type: ignore[misc]
         device = self.device.findData(str(settings.value(f"{SETTINGS}/device", "auto")))
         self.device.setCurrentIndex(max(0, device))
         self.min_area.setValue(float(settings.value(f"{SETTINGS}/min_area", 0.0)))
+        self.tta.setCurrentIndex(max(0, self.tta.findData(str(settings.value(f"{SETTINGS}/tta", "none")))))
         extent = self.extent_mode.findData(str(settings.value(f"{SETTINGS}/extent", "overlap")))
         self.extent_mode.setCurrentIndex(max(0, extent))
         self.auto_prompts.setChecked(_flag(settings.value(f"{SETTINGS}/auto_prompts", False)))
@@ -152,6 +160,7 @@ class InputsForm(QWidget):  # type: ignore[misc]
         settings.setValue(f"{SETTINGS}/output", self.output.filePath())
         settings.setValue(f"{SETTINGS}/device", self.device_key())
         settings.setValue(f"{SETTINGS}/min_area", self.min_area.value())
+        settings.setValue(f"{SETTINGS}/tta", self.tta.currentData())
         settings.setValue(f"{SETTINGS}/extent", self.extent_mode.currentData())
         settings.setValue(f"{SETTINGS}/auto_prompts", self.auto_prompts.isChecked())
         settings.setValue(f"{SETTINGS}/add_probability", self.add_probability.isChecked())

@@ -10,6 +10,8 @@ import shlex
 from dataclasses import dataclass
 
 DEVICES = ("auto", "cpu", "cuda")
+#: Test-time augmentation modes of ``backend detect --tta``: one pass, 4 mirrored, 8 turned and mirrored.
+TTA_MODES = ("none", "flips", "d4")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class RunParams:
         device: "auto", "cpu" or "cuda".
         extent: (xmin, ymin, xmax, ymax) in the before raster's CRS; None uses the rasters' overlap.
         bands: 1-based red, green, blue band numbers; None lets the engine choose.
+        tta: Test-time augmentation, one of :data:`TTA_MODES` (more accurate, 4x or 8x slower).
     """
 
     before: str
@@ -39,6 +42,7 @@ class RunParams:
     device: str = "auto"
     extent: tuple[float, float, float, float] | None = None
     bands: tuple[int, int, int] | None = None
+    tta: str = "none"
 
     def to_argv(self) -> list[str]:
         """The ``detect`` options for these parameters (without ``--json-progress``)."""
@@ -57,6 +61,8 @@ class RunParams:
             argv += ["--extent", ",".join(repr(float(v)) for v in self.extent)]
         if self.bands is not None:
             argv += ["--bands", ",".join(str(b) for b in self.bands)]
+        if self.tta != "none":
+            argv += ["--tta", self.tta]
         return argv
 
     def command_line(self, python: str) -> str:

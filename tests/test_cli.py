@@ -292,3 +292,25 @@ def test_demo_runs_on_the_generated_pair_and_names_its_weights(tmp_path: Path) -
     for name in ("probability.tif", "mask.tif", "changes.gpkg", "preview.png"):
         assert (run / name).stat().st_size > 0, name
     assert f"preview: {run / 'preview.png'}" in result.stdout
+
+
+def test_detect_with_test_time_augmentation(tmp_path: Path, pair: tuple[Path, Path]) -> None:
+    """--tta flips averages four passes: a different probability map from one pass; a bad mode is refused."""
+    import rasterio
+
+    from backend.model import build_card, create_model, save_model
+
+    model = create_model("changeclip-small")
+    path = tmp_path / "small.safetensors"
+    save_model(model, build_card(model, threshold=0.3), path)
+    maps = []
+    for tta in ("none", "flips"):
+        out = tmp_path / tta
+        args = ["detect", "--json-progress", "--before", pair[0], "--after", pair[1], "--out", out, "--model", path]
+        result = run_cli(*args, "--tta", tta, "--device", "cpu")
+        assert result.returncode == 0, result.stdout + result.stderr
+        with rasterio.open(out / "probability.tif") as source:
+            maps.append(source.read(1))
+    assert maps[0].shape == maps[1].shape and not np.array_equal(maps[0], maps[1])
+    refused = run_cli("detect", "--before", pair[0], "--after", pair[1], "--out", tmp_path / "x", "--tta", "all")
+    assert refused.returncode == 2 and "invalid choice: 'all'" in refused.stderr

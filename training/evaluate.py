@@ -54,6 +54,7 @@ def evaluate(
     overlap: int | None = None,
     workers: int = 0,
     distributed: bool = False,
+    tta: str = "none",
     progress: ProgressFn = no_progress,
 ) -> dict[str, Any]:
     """Score ``model`` on every sample of ``dataset`` under ``protocol``.
@@ -76,6 +77,7 @@ def evaluate(
         workers: DataLoader worker processes that decode images.
         distributed: Each torch.distributed rank scores its share of the samples and the counts
             are summed over the ranks (every rank must call this).
+        tta: Test-time augmentation as ``backend detect --tta`` (``backend.tta``).
         progress: ``progress(fraction, message)`` after each image.
 
     Returns:
@@ -108,7 +110,7 @@ def evaluate(
     )
     matrices = [ConfusionMatrix() for _ in thresholds]
     was_training = model.training
-    predictor = Predictor(model, card.mean, card.std, torch_device, batch_size, prompts)
+    predictor = Predictor(model, card.mean, card.std, torch_device, batch_size, prompts, tta=tta)
     images = 0
     try:
         jobs = (_job(sample, protocol, tile, lap) for sample in loader)
@@ -130,6 +132,8 @@ def evaluate(
         "threshold": chosen,
         "metrics": matrices[0].as_dict(),
     }
+    if tta != "none":
+        result["tta"] = tta
     if protocol == "sliding":
         result["tile_size"], result["overlap"] = tile, lap
     if sweep:
@@ -191,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overlap", type=int, help="sliding: tile overlap in pixels (default: as backend detect)")
     parser.add_argument("--prompts", default="", help='class names, e.g. "building"; default: the model\'s own')
     parser.add_argument("--workers", type=int, default=0, help="image decoding processes")
+    parser.add_argument(
+        "--tta", default="none", choices=["none", "flips", "d4"], help="test-time augmentation, as backend detect"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     return parser
@@ -239,6 +246,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         tile_size=args.tile,
         overlap=args.overlap,
         workers=args.workers,
+        tta=args.tta,
         progress=_log_progress(),
     )
     return {"dataset": args.dataset, "split": args.split, "model": str(args.model), **result}

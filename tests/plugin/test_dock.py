@@ -19,7 +19,7 @@ from qgis_clipcd.params import RunParams  # noqa: E402
 @pytest.fixture
 def dock(qgis_iface, qgis_new_project: None):
     settings = qgis_core.QgsSettings()
-    for key in ("model", "output", "device", "min_area", "extent", "auto_prompts", "add_probability"):
+    for key in ("model", "output", "device", "min_area", "extent", "auto_prompts", "add_probability", "tta"):
         settings.remove(f"clipcd/{key}")
     widget = ClipCDDock(qgis_iface, check_engine=False)
     yield widget
@@ -97,6 +97,7 @@ def test_run_params_match_the_widgets(dock: ClipCDDock, tmp_path: Path) -> None:
     dock.form.threshold.setValue(0.35)
     dock.form.min_area.setValue(250)
     dock.form.device.setCurrentIndex(dock.form.device.findData("cpu"))
+    dock.form.tta.setCurrentIndex(dock.form.tta.findData("flips"))
 
     assert dock.run_params(str(tmp_path / "out")) == RunParams(
         before=str(tmp_path / "before.tif"),
@@ -107,6 +108,7 @@ def test_run_params_match_the_widgets(dock: ClipCDDock, tmp_path: Path) -> None:
         threshold=0.35,
         min_area=250.0,
         device="cpu",
+        tta="flips",
     )
     dock.copy_command()
     copied = qgis_core.QgsApplication.clipboard().text()

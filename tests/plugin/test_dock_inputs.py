@@ -20,7 +20,7 @@ from qgis_clipcd.dock import ClipCDDock  # noqa: E402
 from qgis_clipcd.layer_export import file_path, native_resolution  # noqa: E402
 from qgis_clipcd.worker import WorkerResult  # noqa: E402
 
-SETTINGS = ("model", "output", "device", "min_area", "extent", "auto_prompts", "add_probability")
+SETTINGS = ("model", "output", "device", "min_area", "extent", "auto_prompts", "add_probability", "tta")
 
 
 @pytest.fixture

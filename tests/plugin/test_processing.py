@@ -53,6 +53,7 @@ def test_algorithm_declares_its_parameters(provider: object) -> None:
         "THRESHOLD",
         "MIN_AREA",
         "DEVICE",
+        "TTA",
         "EXTENT",
         "BANDS",
         "OUTPUT_POLYGONS",
@@ -60,6 +61,8 @@ def test_algorithm_declares_its_parameters(provider: object) -> None:
     ]
     device = algorithm.parameterDefinition("DEVICE")
     assert device.usesStaticStrings() and device.options() == ["auto", "cpu", "cuda"]
+    tta = algorithm.parameterDefinition("TTA")
+    assert tta.usesStaticStrings() and tta.options() == ["none", "flips", "d4"] and tta.defaultValue() == "none"
     assert Path(algorithm.parameterDefinition("MODEL").defaultValue()).is_file()
     assert algorithm.parameterDefinition("OUTPUT_PROBABILITY").flags() & 8  # FlagOptional
 
@@ -277,6 +280,7 @@ def test_parameters_become_run_params(tmp_path: Path, provider: object) -> None:
             "DEVICE": "cuda",
             "EXTENT": extent,
             "BANDS": "3,2,1",
+            "TTA": "flips",
         },
         context,
         feedback,
@@ -285,7 +289,7 @@ def test_parameters_become_run_params(tmp_path: Path, provider: object) -> None:
     params = algorithm._prepared.params
     assert (params.before, params.after) == (str(before), str(after))
     assert params.prompts == ("building", "road")
-    assert params.min_area == 25 and params.device == "cuda" and params.bands == (3, 2, 1)
+    assert params.min_area == 25 and params.device == "cuda" and params.bands == (3, 2, 1) and params.tta == "flips"
     assert params.threshold is None
     assert params.model == str(REPO_ROOT / "resources" / "models" / "clipcd-default.safetensors")
     assert params.extent is not None

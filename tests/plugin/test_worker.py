@@ -46,6 +46,7 @@ def test_params_become_detect_options() -> None:
         device="cpu",
         extent=(1, 2, 3, 4),
         bands=(4, 3, 2),
+        tta="d4",
     )
     argv = params.to_argv()
     assert argv[:6] == ["--before", "/data/a b.tif", "--after", "/data/b.tif", "--out", "/tmp/out"]
@@ -58,6 +59,7 @@ def test_params_become_detect_options() -> None:
         "--device": "cpu",
         "--extent": "1.0,2.0,3.0,4.0",
         "--bands": "4,3,2",
+        "--tta": "d4",
     }
     assert RunParams("a", "b", "o").to_argv() == ["--before", "a", "--after", "b", "--out", "o"]
     assert params.command_line("/usr/bin/python3").startswith(
