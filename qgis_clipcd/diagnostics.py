@@ -30,7 +30,14 @@ from qgis.PyQt.QtWidgets import (
 from qgis_clipcd import installer
 from qgis_clipcd.engine_check import EngineStatus, searched_pythons, with_install_advice
 from qgis_clipcd.metadata import backend_root, metadata, plugin_root
-from qgis_clipcd.worker import PYTHON_ENV, SETTINGS_KEY, configured_python, find_python, run_engine_python
+from qgis_clipcd.worker import (
+    PYTHON_ENV,
+    SETTINGS_KEY,
+    configured_python,
+    find_python,
+    qgis_python,
+    run_engine_python,
+)
 
 RUNNING = "Running diagnostics…"
 _DOCTOR_TIMEOUT = 300.0
@@ -46,7 +53,7 @@ def plugin_report(status: EngineStatus | None = None) -> str:
         f"backend folder {backend_root() or 'MISSING'}",
         f"QGIS           {Qgis.QGIS_VERSION}",
         f"Qt             {QT_VERSION_STR}, PyQt {PYQT_VERSION_STR}",
-        f"QGIS's Python  {sys.version.split()[0]} ({sys.executable})",
+        f"QGIS's Python  {sys.version.split()[0]} ({qgis_python() or sys.executable})",
         f"OS             {platform.platform()} ({platform.machine()})",
         f"{SETTINGS_KEY:<14} {configured_python() or 'not set'}",
         f"${PYTHON_ENV:<13} {os.environ.get(PYTHON_ENV) or 'not set'}",

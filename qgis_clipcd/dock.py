@@ -97,7 +97,8 @@ class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
     def _engine_checked(self, status: Any) -> None:
         """The engine check ended: show the GPU it found in the device picker; Run needs an engine."""
         self.engine_status = status
-        self.form.set_devices(", ".join(status.devices) if status.cuda else None)
+        if status.ok:  # without an engine nothing was detected
+            self.form.set_devices(", ".join(status.devices) if status.cuda else None)
         self._check()
 
     def run_params(self, out_dir: str | None = None) -> RunParams:

@@ -65,7 +65,9 @@ class ClipCDPlugin:
             return
         QgsMessageLog.logMessage(status.message, LOG_TAG, Qgis.MessageLevel.Warning)
         self.iface.messageBar().pushWarning(
-            "ClipCD", f"{status.message} Open the CLIP Change Detection panel (Raster menu) to install it."
+            "ClipCD",
+            "the change detection engine (a Python with torch, open_clip and rasterio) is not installed yet: "
+            "open Raster ▸ CLIP Change Detection and press Install backend.",
         )
 
     def unload(self) -> None:

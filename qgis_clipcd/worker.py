@@ -80,9 +80,12 @@ def worker_env() -> dict[str, str]:
 
 
 def qgis_python() -> str | None:
-    """The Python interpreter QGIS itself runs on, when one can be found."""
-    if Path(sys.executable).name.lower().startswith("python"):
-        return sys.executable
+    """The Python interpreter QGIS itself runs on, when one can be found.
+
+    Embedded in QGIS, ``sys.executable`` is a guess Python makes from PATH (on a machine with pyenv
+    it is pyenv's shim, another Python), so the interpreter beside the running one's library
+    (``sys.exec_prefix``) comes first.
+    """
     prefix = Path(sys.exec_prefix)
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     candidates = [
@@ -93,6 +96,8 @@ def qgis_python() -> str | None:
     ]
     if sys.platform == "darwin":  # sys.executable is QGIS.app/Contents/MacOS/QGIS; some builds put python beside it
         candidates += [Path(sys.executable).with_name("python3"), Path(sys.executable).with_name("python")]
+    if Path(sys.executable).name.lower().startswith("python"):
+        candidates.append(Path(sys.executable))
     for candidate in candidates:
         if candidate.is_file():
             return str(candidate)

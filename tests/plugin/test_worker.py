@@ -92,7 +92,11 @@ def test_find_python(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLIPCD_PYTHON", "/opt/py/bin/python")
     assert find_python() == "/opt/py/bin/python"
     monkeypatch.delenv("CLIPCD_PYTHON")
-    assert find_python() == sys.executable  # the venv running the tests has torch
+    found = find_python()  # the venv running the tests has torch
+    assert found is not None and Path(found).parent == Path(sys.executable).parent
+    assert Path(found).resolve() == Path(sys.executable).resolve()
+    monkeypatch.setattr(sys, "executable", "/home/me/.pyenv/shims/python3")  # what embedded QGIS may report
+    assert Path(str(worker_module.qgis_python())).parent == Path(sys.exec_prefix) / "bin"
     monkeypatch.setattr(worker_module, "qgis_python", lambda: None)
     monkeypatch.setattr(worker_module, "configured_python", lambda: "/configured/python")
     assert find_python() == "/configured/python"
