@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from backend import __version__
 from backend.errors import CanceledError, ClipCDError
+from backend.params import TTA_MODES
 
 _log = logging.getLogger("backend")
 
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument(
         "--tta",
         default="none",
-        choices=["none", "flips", "d4"],
+        choices=TTA_MODES,
         help="test-time augmentation: average over mirrored (flips, 4x time) or also rotated (d4, 8x) tiles",
     )
     detect.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax in the before raster's CRS")

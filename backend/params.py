@@ -13,6 +13,9 @@ from typing import Literal
 
 from backend.errors import InputError
 
+#: Test-time augmentation modes (``backend.tta``): one pass, 4 mirrored copies, 8 turned and mirrored copies.
+TTA_MODES = ("none", "flips", "d4")
+
 Device = Literal["auto", "cpu", "cuda", "mps"]
 ProbabilityDtype = Literal["uint8", "float16"]
 Extent = tuple[float, float, float, float]
@@ -99,8 +102,8 @@ class DetectParams:
             raise InputError(f"probability_dtype={self.probability_dtype!r} is not one of uint8, float16.")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise InputError(f"device={self.device!r} is not one of auto, cpu, cuda, mps.")
-        if self.tta not in ("none", "flips", "d4"):
-            raise InputError(f"tta={self.tta!r} is not one of none, flips, d4.")
+        if self.tta not in TTA_MODES:
+            raise InputError(f"tta={self.tta!r} is not one of {', '.join(TTA_MODES)}.")
 
     def resolve_tiling(self, card_tile: int, card_overlap: int) -> tuple[int, int]:
         """Tile size and overlap for this run: the user's, else the model card's.

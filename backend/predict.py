@@ -28,11 +28,11 @@ import numpy as np
 import torch
 
 from backend.errors import ClipCDError, InputError
-from backend.params import Device
+from backend.params import TTA_MODES, Device
 from backend.progress import CancelFn, ProgressFn, check_canceled, never_canceled, no_progress
 from backend.tiling import Tile
 from backend.transform import normalise
-from backend.tta import TTA_MODES, averaged_logit
+from backend.tta import averaged_logit
 
 _log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class Predictor:
         device: Where the model runs.
         batch_size: Tile pairs per forward pass; halved on CUDA out-of-memory.
         prompts: The analyst's class names, or empty for the model's own prompt source.
-        tta: Test-time augmentation, one of :data:`backend.tta.TTA_MODES` (``"none"``: one pass).
+        tta: Test-time augmentation, one of :data:`backend.params.TTA_MODES` (``"none"``: one pass).
     """
 
     def __init__(

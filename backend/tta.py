@@ -15,9 +15,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-#: "none": the tile pair as it is; "flips": + mirrored left-right, top-bottom and both (4 passes);
-#: "d4": all eight rotations and mirror images of a square tile (8 passes; flips for other shapes).
-TTA_MODES = ("none", "flips", "d4")
+from backend.params import TTA_MODES
+
+# "none": the tile pair as it is; "flips": + mirrored left-right, top-bottom and both (4 passes);
+# "d4": all eight rotations and mirror images of a square tile (8 passes; flips for other shapes).
 PASSES = {"none": 1, "flips": 4, "d4": 8}
 
 Transform = tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]

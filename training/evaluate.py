@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from backend.errors import InputError
 from backend.model import ModelCard
-from backend.params import DetectParams
+from backend.params import TTA_MODES, DetectParams
 from backend.predict import Predictor, select_device
 from backend.progress import ProgressFn, no_progress
 from training.cli import run_command, setup_logging
@@ -195,9 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overlap", type=int, help="sliding: tile overlap in pixels (default: as backend detect)")
     parser.add_argument("--prompts", default="", help='class names, e.g. "building"; default: the model\'s own')
     parser.add_argument("--workers", type=int, default=0, help="image decoding processes")
-    parser.add_argument(
-        "--tta", default="none", choices=["none", "flips", "d4"], help="test-time augmentation, as backend detect"
-    )
+    parser.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation, as backend detect")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     return parser
