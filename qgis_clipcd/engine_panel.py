@@ -111,13 +111,14 @@ class EnginePanel(QWidget):  # type: ignore[misc]
             return self.check_task
         self.label.setText(CHECKING)
         self.check_task = EngineCheckTask()
-        self.check_task.checked.connect(self._checked)
+        self.check_task.checked.connect(self.show_status)
         QgsApplication.taskManager().addTask(self.check_task)
         self._update_buttons()
         return self.check_task
 
     @pyqtSlot(object)  # type: ignore[misc, untyped-decorator]
-    def _checked(self, status: EngineStatus) -> None:
+    def show_status(self, status: EngineStatus) -> None:
+        """Show a finished check (this panel's, or the one the plugin ran on load) and pass it on."""
         self.status = status
         self.check_task = None
         self.label.setText(status.summary())

@@ -27,6 +27,7 @@ class ClipCDPlugin:
         self.action: QAction | None = None
         self.dock: Any = None
         self.engine_check: Any = None
+        self.engine_status: Any = None
 
     def initProcessing(self) -> None:
         """Register the Processing provider (also called by qgis_process, which has no GUI)."""
@@ -61,6 +62,7 @@ class ClipCDPlugin:
 
     def _engine_checked(self, status: Any) -> None:
         self.engine_check = None
+        self.engine_status = status
         if status.ok or self.action is None:  # fine, or unloaded meanwhile
             return
         QgsMessageLog.logMessage(status.message, LOG_TAG, Qgis.MessageLevel.Warning)
@@ -106,7 +108,13 @@ class ClipCDPlugin:
         except ImportError as exc:
             QgsMessageLog.logMessage(f"The ClipCD panel is not available yet: {exc}", LOG_TAG, Qgis.MessageLevel.Info)
             return None
-        dock = ClipCDDock(self.iface)
+        # the dock shows the on-load check (finished or still running) instead of running a second one
+        known, running = self.engine_status, self.engine_check
+        dock = ClipCDDock(self.iface, check_engine=known is None and running is None)
+        if known is not None:
+            dock.engine.show_status(known)
+        elif running is not None:
+            running.checked.connect(dock.engine.show_status)
         self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         dock.visibilityChanged.connect(self._dock_visibility_changed)
         return dock

@@ -129,10 +129,8 @@ def can_run_backend(python: str) -> bool:
     """Whether ``python`` can import the engine's heavy dependencies (checked once per interpreter)."""
     code = "import " + ", ".join(REQUIRED_MODULES)
     try:
-        done = subprocess.run(  # nosec B603
-            [python, "-c", code], env=worker_env(), capture_output=True, timeout=120, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        done = run_engine_python([python, "-c", code], timeout=120)
+    except (OSError, subprocess.SubprocessError) as exc:
         _log.info("python %s cannot run the backend: %s", python, exc)
         return False
     return done.returncode == 0

@@ -299,7 +299,7 @@ def test_install_button_runs_the_planned_install(
     panel = EnginePanel(start=False)
     assert not panel.install_button.isEnabled(), "nothing to install with before a check"
     # a working engine as a check reports it (the check itself is tested above)
-    panel._checked(EngineStatus(python=sys.executable, ok=True, torch=TORCH, base_python=sys.executable))
+    panel.show_status(EngineStatus(python=sys.executable, ok=True, torch=TORCH, base_python=sys.executable))
     assert panel.install_button.isEnabled() and panel.install_button.text() == "Reinstall backend"
     task = panel.install(confirm=False)
     assert task is not None and wait_for_task(task)

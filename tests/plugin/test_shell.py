@@ -88,6 +88,27 @@ def test_plugin_loads_twice(qgis_iface: object) -> None:
     assert registry().providerById("clipcd") is None
 
 
+def test_the_dock_shows_the_check_made_on_load(qgis_iface: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One engine check per start: the dock opened later reuses the plugin's instead of running its own."""
+    import qgis_clipcd
+    from qgis_clipcd import engine_panel
+    from tests.plugin.helpers import wait_for_task
+
+    monkeypatch.setenv("CLIPCD_PYTHON", sys.executable)
+    plugin = qgis_clipcd.classFactory(qgis_iface)
+    plugin.initGui()
+    assert plugin.engine_check is not None
+    assert wait_for_task(plugin.engine_check, timeout=120)
+    assert plugin.engine_status is not None and plugin.engine_status.ok
+    started: list[object] = []
+    monkeypatch.setattr(engine_panel.EnginePanel, "refresh", lambda self: started.append(self))
+    plugin.action.trigger()
+    assert started == [] and plugin.dock.engine.status is plugin.engine_status
+    assert plugin.dock.engine_status is plugin.engine_status  # the dock heard it too (devices, Run)
+    plugin.unload()
+    flush_deletes()
+
+
 @pytest.mark.parametrize("module", MODULES)
 def test_every_module_imports(module: str, qgis_app: object) -> None:
     importlib.import_module(module)
