@@ -172,17 +172,15 @@ def test_a_failed_build_leaves_no_zip(tmp_path: Path) -> None:
     assert list(out.iterdir()) == []
 
 
+def python_in(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """This interpreter run in ``folder`` with an environment that does not point at the checkout."""
+    argv = [sys.executable, *args]
+    return subprocess.run(argv, cwd=folder, env=clean_env(), capture_output=True, text=True, timeout=300, check=False)
+
+
 def test_extracted_backend_imports_without_the_checkout(plugin_zip: Path, tmp_path: Path) -> None:
     plugin = extract(plugin_zip, tmp_path)
-    done = subprocess.run(
-        [sys.executable, "-c", "import backend.cli, backend.model; print(backend.cli.__file__)"],
-        cwd=plugin,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = python_in(plugin, "-c", "import backend.cli, backend.model; print(backend.cli.__file__)")
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()) == plugin / "backend" / "cli.py"
 
@@ -194,15 +192,7 @@ def test_extracted_plugin_finds_its_own_files(plugin_zip: Path, tmp_path: Path) 
         "print(m.PACKAGE_DIR); print(m.plugin_root()); print(m.backend_root()); print(m.metadata()['version']); "
         "print(m.icon_path().is_file())"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path)],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = python_in(tmp_path, "-c", code, str(tmp_path))
     assert done.returncode == 0, done.stderr
     package_dir, plugin_root, backend_root, version, icon = done.stdout.split()
     assert Path(package_dir) == plugin

@@ -8,14 +8,11 @@ screenshots and ``result.json`` stay in ``out/test-artifacts/desktop/`` (or ``$C
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,25 +21,22 @@ from PIL import Image
 
 from tests.conftest import REPO_ROOT, _samples
 from tests.plugin.helpers import raster_pair
+from tests.plugin.release_server import REAL_MODEL, Server, url_of
 
 pytestmark = [
     pytest.mark.qgis,
     pytest.mark.skipif(shutil.which("xvfb-run") is None or shutil.which("qgis") is None, reason="needs qgis and Xvfb"),
 ]
 
-MODEL = REPO_ROOT / "resources" / "models" / "clipcd-default.safetensors"
+MODEL = REAL_MODEL
 SCRIPT = Path(__file__).with_name("desktop_script.py")
 
 
 @pytest.fixture
-def release_server() -> Iterator[str]:
-    """A local HTTP server that serves the default model, as the release URL would."""
-    handler = lambda *args: http.server.SimpleHTTPRequestHandler(*args, directory=str(MODEL.parent))  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/{MODEL.name}"
-    server.shutdown()
+def release_server(server: Server) -> str:
+    """The local release server (tests/plugin/release_server.py) serving the default model."""
+    server.served.data = MODEL.read_bytes()
+    return url_of(server, MODEL.name)
 
 
 def artifacts() -> Path:

@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,19 +16,6 @@ from tests.rasters import UTM_X0, UTM_Y0
 
 qgis_core = pytest.importorskip("qgis.core", reason="QGIS (python3-qgis) is not installed")
 pytestmark = pytest.mark.qgis
-
-
-@pytest.fixture
-def provider(qgis_processing: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    from qgis_clipcd.provider import ClipCDProvider
-
-    monkeypatch.setenv("CLIPCD_PYTHON", sys.executable)  # skips the import check of QGIS's own Python
-
-    registry = qgis_core.QgsApplication.processingRegistry()
-    created = ClipCDProvider()
-    assert registry.addProvider(created)
-    yield created
-    registry.removeProvider(created)
 
 
 def polygons(path: str | Path) -> list[object]:

@@ -1,0 +1,52 @@
+"""Fixtures shared by the plugin tests: the Processing provider, a release server, a packaged plugin."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qgis_clipcd import model_store
+from tests.plugin.release_server import REAL_MODEL, Handler, Served, Server, url_of
+
+
+@pytest.fixture
+def provider(qgis_processing: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """The ClipCD Processing provider, registered for one test; the engine runs on this interpreter."""
+    from qgis.core import QgsApplication
+
+    from qgis_clipcd.provider import ClipCDProvider
+
+    monkeypatch.setenv("CLIPCD_PYTHON", sys.executable)  # skips the import check of QGIS's own Python
+    registry = QgsApplication.processingRegistry()
+    created = ClipCDProvider()
+    assert registry.addProvider(created)
+    yield created
+    registry.removeProvider(created)
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    httpd = Server(("127.0.0.1", 0), Handler)
+    httpd.served = Served()
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(5)
+
+
+@pytest.fixture
+def packaged(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A plugin root without resources/models, a tmp models folder, and the local server as the mirror."""
+    root = tmp_path / "plugin"
+    (root / "resources" / "icons").mkdir(parents=True)
+    monkeypatch.setattr(model_store, "plugin_root", lambda: root)
+    monkeypatch.setattr(model_store, "models_dir", lambda: tmp_path / "models")
+    monkeypatch.setenv(model_store.URL_ENV, url_of(server, model_store.DEFAULT_MODEL_NAME))
+    server.served.data = REAL_MODEL.read_bytes()
+    return tmp_path / "models"
