@@ -8,6 +8,9 @@ After mmseg's pipeline in the reference configs (``configs/_base_/datasets/base_
 - photometric distortion drawn independently per date: brightness ±10 (of 255), contrast and
   saturation in [0.8, 1.2], hue ±10 (of mmseg's 180-step hue circle), each applied with p 0.5.
 
+Two more, off in the reference recipe and used by the shipped model's: a random zoom (:func:`zoom`)
+and exchanging the dates (:func:`swap_dates`).
+
 Images are ``(B, 3, H, W)`` in ``[0, 1]`` (before normalisation); masks ``(B, H, W)`` int64.
 Working on the batch on the GPU keeps the data loader down to reading and cropping.
 """
@@ -47,14 +50,64 @@ def rotate(
     cos, sin = torch.cos(angle), torch.sin(angle)
     zero = torch.zeros_like(cos)
     theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    return _resample(image_a, image_b, mask, theta)
+
+
+def zoom(
+    image_a: Tensor,
+    image_b: Tensor,
+    mask: Tensor,
+    generator: torch.Generator,
+    scale: tuple[float, float] = (1.0, 1.0),
+    p: float = 0.5,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Scale a random subset of the batch by a log-uniform factor in ``scale`` about a random point.
+
+    Not in the reference: it shows the model other ground sampling distances (0.3 m to 1.5 m in
+    the samples). Below 1 the emptied border is 0 in the images and ignored in the mask.
+    """
+    n, device = image_a.shape[0], image_a.device
+    low, high = scale
+    if low == high == 1.0:
+        return image_a, image_b, mask
+    chosen = _chance(n, p, generator, device)
+    if not bool(chosen.any()):
+        return image_a, image_b, mask
+    factor = torch.exp(_uniform(n, math.log(low), math.log(high), generator, device))
+    factor = torch.where(chosen, factor, torch.ones_like(factor))
+    inverse = 1.0 / factor
+    # Keep the sampled window inside the image when zooming in; centre it when zooming out.
+    room = (1.0 - inverse).clamp(min=0.0)
+    shift_x = _uniform(n, -1.0, 1.0, generator, device) * room
+    shift_y = _uniform(n, -1.0, 1.0, generator, device) * room
+    zero = torch.zeros_like(inverse)
+    theta = torch.stack([torch.stack([inverse, zero, shift_x], 1), torch.stack([zero, inverse, shift_y], 1)], 1)
+    return _resample(image_a, image_b, mask, theta)
+
+
+def _resample(image_a: Tensor, image_b: Tensor, mask: Tensor, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Warp both dates (bilinear) and the mask (nearest) by the affine maps ``theta`` (B, 2, 3)."""
     grid = F.affine_grid(theta, list(image_a.shape), align_corners=False)
     images = torch.cat([image_a, image_b], dim=1)
-    turned = F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
-    # The mask turns with nearest sampling; outside the old square it becomes "ignore".
+    warped = F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+    # The mask moves with nearest sampling; what comes from outside the old square becomes "ignore".
     shifted = (mask.to(images.dtype) + 1.0).unsqueeze(1)  # 0 marks "outside"
-    turned_mask = F.grid_sample(shifted, grid.to(images.dtype), mode="nearest", align_corners=False)[:, 0]
-    new_mask = torch.where(turned_mask == 0, torch.full_like(mask, IGNORE), (turned_mask - 1).round().long())
-    return turned[:, :3], turned[:, 3:], new_mask
+    warped_mask = F.grid_sample(shifted, grid.to(images.dtype), mode="nearest", align_corners=False)[:, 0]
+    new_mask = torch.where(warped_mask == 0, torch.full_like(mask, IGNORE), (warped_mask - 1).round().long())
+    return warped[:, :3], warped[:, 3:], new_mask
+
+
+def swap_dates(
+    image_a: Tensor, image_b: Tensor, generator: torch.Generator, p: float = 0.5
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Exchange the two dates of a random subset of the batch; returns both images and the chosen rows.
+
+    Not in the reference. The change masks stay: a building that appears, seen backwards, is one
+    that disappears, and both are change.
+    """
+    chosen = _chance(image_a.shape[0], p, generator, image_a.device)
+    c4 = chosen.view(-1, 1, 1, 1)
+    return torch.where(c4, image_b, image_a), torch.where(c4, image_a, image_b), chosen
 
 
 def flip(

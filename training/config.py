@@ -111,6 +111,8 @@ class TrainSection:
         precision: ``bf16`` autocast on CUDA (fp32 on CPU regardless), or ``fp32``.
         sync_bn: Convert BatchNorm to SyncBatchNorm under torchrun.
         augment: Apply the reference augmentations (rotation, flips, per-date photometric).
+        zoom: Range of a random zoom applied to half the samples; ``[1, 1]`` (the reference) is off.
+        swap_dates: Probability of exchanging a sample's two dates; 0 (the reference) is off.
         seed: Seed of weights, sampling and augmentation.
         threads: CPU threads for torch (0 leaves torch's default).
         stop_after: Stop (with a checkpoint) after this many iterations, as if interrupted, with the
@@ -128,6 +130,8 @@ class TrainSection:
     precision: Precision = "bf16"
     sync_bn: bool = False
     augment: bool = True
+    zoom: tuple[float, float] = (1.0, 1.0)
+    swap_dates: float = 0.0
     seed: int = 0
     threads: int = 0
     stop_after: int = 0
@@ -195,6 +199,11 @@ def _check(config: TrainConfig) -> None:
         problems.append("train.iterations and train.batch must be >= 1, train.effective_batch >= 0")
     if not t.lr > 0 or t.warmup < 0:
         problems.append(f"train.lr must be > 0 and train.warmup >= 0 (got {t.lr}, {t.warmup})")
+    if not (len(t.zoom) == 2 and 0 < t.zoom[0] <= t.zoom[1]) or not 0.0 <= t.swap_dates <= 1.0:
+        problems.append(
+            f"train.zoom must be [low, high] with 0 < low <= high, train.swap_dates in [0, 1] "
+            f"(got {list(t.zoom)}, {t.swap_dates})"
+        )
     if t.loss not in ("ce", "ce+dice"):
         problems.append(f"train.loss must be 'ce' or 'ce+dice', got {t.loss!r}")
     if t.precision not in ("fp32", "bf16"):

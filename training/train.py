@@ -37,7 +37,7 @@ from backend.files import atomic_output
 from backend.model import build_card, save_model
 from backend.transform import normalise
 from training import distributed
-from training.augment import augment
+from training.augment import augment, swap_dates, zoom
 from training.checkpoint import BEST, load_checkpoint, save_checkpoint
 from training.cli import run_command, setup_logging
 from training.config import TrainConfig, load_config
@@ -131,15 +131,20 @@ def _train(config: TrainConfig, run_dir: Path, ctx: distributed.Context, resume:
             a = batch["image_a"].to(ctx.device, non_blocking=True)
             b = batch["image_b"].to(ctx.device, non_blocking=True)
             mask = batch["mask"].to(ctx.device, non_blocking=True)
+            names = batch.get("names")
             if t.augment:
                 a, b, mask = augment(a, b, mask, generator)
+            a, b, mask = zoom(a, b, mask, generator, t.zoom)
+            if t.swap_dates > 0:
+                a, b, swapped = swap_dates(a, b, generator, t.swap_dates)
+                names = _swap_names(names, swapped.tolist())
             a, b = normalise(a, mean, std), normalise(b, mean, std)
             sync = not ctx.distributed or micro == accumulate - 1
             with (
                 torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast),
                 net.no_sync() if not sync and isinstance(net, DistributedDataParallel) else contextlib.nullcontext(),
             ):
-                loss = change_loss(net(a, b, names=batch.get("names")), mask, t.loss)
+                loss = change_loss(net(a, b, names=names), mask, t.loss)
                 (loss / accumulate).backward()  # type: ignore[no-untyped-call]
             losses.append(float(loss.detach()))
             seen += a.shape[0] * ctx.world_size
@@ -187,6 +192,17 @@ def _train(config: TrainConfig, run_dir: Path, ctx: distributed.Context, resume:
     if logbook is not None:
         logbook.plot()
     return summary
+
+
+def _swap_names(names: Any, swapped: list[bool]) -> Any:
+    """The mined class names per date, exchanged where the images' dates were."""
+    if names is None:
+        return None
+    names_a, names_b = names
+    return (
+        [nb if s else na for na, nb, s in zip(names_a, names_b, swapped, strict=True)],
+        [na if s else nb for na, nb, s in zip(names_a, names_b, swapped, strict=True)],
+    )
 
 
 def _rank_checksums(module: torch.nn.Module, ctx: distributed.Context) -> list[float]:

@@ -69,6 +69,7 @@ class HeadConfig:
     text_dim: int = 128  # width of the text tokens the decoder attends to
     drop_path: float = 0.2
     dropout: float = 0.1
+    output_stride: int = 4  # siamese: 2 refines the stride-4 map with the encoder's stride-2 level
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,11 @@ class ModelConfig:
             raise InputError(f"config {config.name!r}: prompt_source 'auto' needs a 'miner' CLIP")
         if config.kind == "zeroshot" and config.zeroshot is None:
             raise InputError(f"config {config.name!r}: a zero-shot config needs a 'zeroshot' section")
+        if config.head.output_stride not in (2, 4) or (config.head.output_stride == 2 and config.kind != "siamese"):
+            raise InputError(
+                f"config {config.name!r}: head.output_stride must be 4, or 2 for a siamese config "
+                f"(got {config.head.output_stride})"
+            )
         if config.image_encoder != "clip" and not config.image_encoder.startswith("efficientnet-lite"):
             raise InputError(
                 f"config {config.name!r}: image_encoder must be 'clip' or 'efficientnet-lite0/1/2', "

@@ -84,7 +84,7 @@ def _round_channels(channels: int, width: float) -> int:
 class EfficientNetLite(nn.Module):
     """The EfficientNet-Lite feature extractor (stem and seven stages; no head, no classifier)."""
 
-    def __init__(self, variant: str = "efficientnet-lite0") -> None:
+    def __init__(self, variant: str = "efficientnet-lite0", taps: tuple[int, ...] = TAPS) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise InputError(f"unknown EfficientNet-Lite variant {variant!r}; choose one of {sorted(VARIANTS)}")
@@ -101,15 +101,19 @@ class EfficientNetLite(nn.Module):
             stages.append(nn.Sequential(*blocks))
             cin = cout
         self.stages = nn.ModuleList(stages)
-        self.out_channels = [_round_channels(_STAGES[i][3], width) for i in TAPS]
+        self.taps = taps
+        self.out_channels = [_round_channels(_STAGES[i][3], width) for i in taps]
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        """Maps at strides 4, 8, 16 and 32 of a normalised (B, 3, H, W) image."""
+        """The tapped stages' maps of a normalised (B, 3, H, W) image, fine to coarse.
+
+        The default taps end strides 4, 8, 16 and 32; stage 0 ends stride 2.
+        """
         x = self.stem(x)
         levels = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
-            if i in TAPS:
+            if i in self.taps:
                 levels.append(x)
         return levels
 

@@ -2,7 +2,9 @@
 
 Both dates go through one EfficientNet-Lite; per level, ``cat(a, b, |a - b|)`` is squeezed by a
 1x1 convolution; a feature pyramid merges the levels top-down, and a small head turns the
-stride-4 map into two logits (no change, change). No text side: prompts are accepted and ignored,
+stride-4 map into two logits (no change, change). With ``head.output_stride`` 2, the stride-4 map
+is first upsampled and refined with the fused stride-2 level (sharper outlines for a fifth more
+compute). No text side: prompts are accepted and ignored,
 so the model plugs into the same pipeline, model file and training loop as ChangeCLIP.
 """
 
@@ -17,7 +19,7 @@ from torch import Tensor, nn
 
 from backend.model.changeclip import NamesPerDate, check_pair
 from backend.model.config import ModelConfig
-from backend.model.efficientnet import EfficientNetLite
+from backend.model.efficientnet import TAPS, EfficientNetLite
 from backend.model.fusion import FPN
 
 _logger = logging.getLogger(__name__)
@@ -30,21 +32,30 @@ class SiameseChange(nn.Module):
         super().__init__()
         self.config = config
         width = config.head.fusion_channels
-        self.encoder = EfficientNetLite(config.image_encoder)
-        channels = self.encoder.out_channels
-        self.squeeze = nn.ModuleList(
-            [
-                nn.Sequential(nn.Conv2d(3 * c, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(True))
-                for c in channels
-            ]
-        )
+        fine = config.head.output_stride == 2
+        self.encoder = EfficientNetLite(config.image_encoder, taps=(0, *TAPS) if fine else TAPS)
+        channels = self.encoder.out_channels[1:] if fine else self.encoder.out_channels
+        self.squeeze = nn.ModuleList([_squeeze(3 * c, width) for c in channels])
         self.fpn = FPN([width] * len(channels), width)
+        self.fine: nn.Module | None = None
+        self.refine: nn.Module | None = None
+        head_width = width
+        if fine:
+            head_width = FINE_WIDTH
+            self.fine = _squeeze(3 * self.encoder.out_channels[0], FINE_WIDTH)
+            both = width + FINE_WIDTH
+            self.refine = nn.Sequential(  # depthwise-separable: cheap at stride 2
+                nn.Conv2d(both, both, 3, padding=1, groups=both, bias=False),
+                nn.BatchNorm2d(both),
+                nn.ReLU(True),
+                _squeeze(both, FINE_WIDTH),
+            )
         self.head = nn.Sequential(
-            nn.Conv2d(width, width, 3, padding=1, bias=False),
-            nn.BatchNorm2d(width),
+            nn.Conv2d(head_width, head_width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(head_width),
             nn.ReLU(True),
             nn.Dropout(config.head.dropout),
-            nn.Conv2d(width, 2, 1),
+            nn.Conv2d(head_width, 2, 1),
         )
         self.default_prompts: list[str] = list(config.default_prompts)
         self.prompt_source = "default"
@@ -64,10 +75,27 @@ class SiameseChange(nn.Module):
             _logger.warning("%s has no text side: ignoring the class names %s", self.config.name, list(prompts))
             self._warned_prompts = True
         b = image_a.shape[0]
-        levels = self.encoder(torch.cat([image_a, image_b]))
-        fused = [
-            sq(torch.cat([f[:b], f[b:], (f[:b] - f[b:]).abs()], dim=1))
-            for sq, f in zip(self.squeeze, levels, strict=True)
-        ]
-        logits = self.head(self.fpn(fused)[0])
+        levels = [_difference(f, b) for f in self.encoder(torch.cat([image_a, image_b]))]
+        if self.fine is not None and self.refine is not None:
+            finest, levels = levels[0], levels[1:]
+        features = self.fpn([sq(f) for sq, f in zip(self.squeeze, levels, strict=True)])[0]
+        if self.fine is not None and self.refine is not None:
+            fine = self.fine(finest)
+            up = F.interpolate(features, size=fine.shape[-2:], mode="bilinear", align_corners=False)
+            features = self.refine(torch.cat([up, fine], dim=1))
+        logits = self.head(features)
         return F.interpolate(logits, size=image_a.shape[-2:], mode="bilinear", align_corners=False)
+
+
+FINE_WIDTH = 32  # channels of the stride-2 refinement (output_stride 2)
+
+
+def _squeeze(cin: int, cout: int) -> nn.Sequential:
+    """1x1 convolution, batch norm, ReLU."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True))
+
+
+def _difference(features: Tensor, batch: int) -> Tensor:
+    """``cat(a, b, |a - b|)`` of one level whose first ``batch`` rows are date a, the rest date b."""
+    a, b = features[:batch], features[batch:]
+    return torch.cat([a, b, (a - b).abs()], dim=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from training.augment import IGNORE, augment, flip, photometric, rotate
+from training.augment import IGNORE, augment, flip, photometric, rotate, swap_dates, zoom
 
 
 def _batch(n: int = 4, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -109,3 +109,46 @@ def test_a_seeded_generator_repeats_and_another_seed_differs() -> None:
     other = augment(*batch, _gen(8))
     assert all(torch.equal(x, y) for x, y in zip(first, again, strict=True))
     assert not all(torch.equal(x, y) for x, y in zip(first, other, strict=True))
+
+
+def test_zoom_in_enlarges_a_square_in_both_dates_and_the_mask() -> None:
+    size = 64
+    image = torch.zeros(8, 3, size, size)
+    image[:, :, 28:36, 28:36] = 1.0
+    mask = (image[:, 0] > 0.5).long()
+    out_a, out_b, out_mask = zoom(image, image.clone(), mask, _gen(), scale=(2.0, 2.0), p=1.0)
+    assert torch.equal(out_a, out_b)
+    assert set(torch.unique(out_mask).tolist()) <= {0, 1}, "zooming in leaves no border to ignore"
+    changed = (out_mask == 1).sum(dim=(1, 2))
+    # The 8x8 square becomes 16x16, unless the random window cuts it at the edge.
+    assert int(changed.max()) in range(230, 290) and int(changed.max()) >= int(changed.min()) > 0
+    bright = out_a[:, 0] > 0.5
+    overlap = int((bright & (out_mask == 1)).sum()) / int((bright | (out_mask == 1)).sum())
+    assert overlap > 0.8, f"image and mask zoomed apart (IoU {overlap:.2f})"
+
+
+def test_zoom_out_ignores_the_emptied_border() -> None:
+    image_a, image_b, mask = _batch(n=2, size=32)
+    out_a, _, out_mask = zoom(image_a, image_b, mask, _gen(), scale=(0.5, 0.5), p=1.0)
+    assert bool((out_mask[:, 0, :] == IGNORE).all()) and bool((out_mask[:, 14:18, 14:18] != IGNORE).all())
+    assert float(out_a[:, :, 0, :].abs().max()) == 0.0
+
+
+def test_zoom_off_and_swap_with_p_0_change_nothing_and_draw_nothing() -> None:
+    image_a, image_b, mask = _batch()
+    generator = _gen()
+    state = generator.get_state()
+    out = zoom(image_a, image_b, mask, generator, scale=(1.0, 1.0), p=1.0)
+    assert all(torch.equal(x, y) for x, y in zip(out, (image_a, image_b, mask), strict=True))
+    assert torch.equal(generator.get_state(), state), "an unused option must not shift the reference recipe's draws"
+    swapped_a, swapped_b, chosen = swap_dates(image_a, image_b, _gen(), p=0.0)
+    assert torch.equal(swapped_a, image_a) and torch.equal(swapped_b, image_b) and not bool(chosen.any())
+
+
+def test_swap_dates_exchanges_exactly_the_chosen_samples() -> None:
+    image_a, image_b, _ = _batch(n=64)
+    out_a, out_b, chosen = swap_dates(image_a, image_b, _gen(), p=0.5)
+    assert 10 < int(chosen.sum()) < 54
+    for row in range(64):
+        expected = (image_b[row], image_a[row]) if chosen[row] else (image_a[row], image_b[row])
+        assert torch.equal(out_a[row], expected[0]) and torch.equal(out_b[row], expected[1])

@@ -88,6 +88,13 @@ def test_values_are_checked_together() -> None:
         assert part in message
 
 
+@pytest.mark.parametrize("train", [{"zoom": [1.5, 0.5]}, {"zoom": [0, 2]}, {"swap_dates": 1.5}])
+def test_zoom_and_swap_dates_are_checked(train: dict[str, object]) -> None:
+    data = {"train": [{"dataset": "folder"}]}
+    with pytest.raises(InputError, match=r"train\.zoom must be \[low, high\]"):
+        TrainConfig.from_dict({"name": "x", "data": data, "train": train})
+
+
 @pytest.mark.parametrize(
     ("text", "key", "value"),
     [

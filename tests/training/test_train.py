@@ -73,6 +73,21 @@ def test_three_iterations_from_argv_write_a_run_that_evaluate_and_the_backend_lo
     assert sum(report["metrics"][k] for k in ("tn", "fp", "fn", "tp")) == 3 * 64 * 64
 
 
+def test_zoom_and_date_swaps_train(tmp_path: Path) -> None:
+    root = make_pairs(tmp_path / "data")
+    extra = {"iterations": 2, "augment": True, "zoom": [0.75, 1.5], "swap_dates": 0.5}
+    config = write_config(tmp_path / "tiny.yaml", root, train=extra)
+    _train(config, tmp_path / "run")
+    assert read_json(tmp_path / "run" / "config.json")["train"]["zoom"] == [0.75, 1.5]
+    assert read_json(tmp_path / "run" / "run.json")["best"]["iteration"] == 2
+
+
+def test_mined_names_follow_swapped_dates() -> None:
+    names = ([["road"], ["tree"]], [["building"], ["water"]])
+    assert train._swap_names(names, [True, False]) == ([["building"], ["tree"]], [["road"], ["water"]])
+    assert train._swap_names(None, [True]) is None
+
+
 def test_bad_config_is_exit_code_2_with_the_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = make_pairs(tmp_path / "data", count=1)
     config = write_config(tmp_path / "tiny.yaml", root)
