@@ -5,4 +5,4 @@ The engine never imports QGIS. Data flows one way through one module per stage:
 driven by :func:`backend.pipeline.detect`.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

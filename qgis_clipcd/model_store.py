@@ -27,8 +27,8 @@ DEFAULT_MODEL_URL = (
     f"{metadata().get('repository', '').rstrip('/')}/releases/download/v{metadata().get('version', '')}/"
     f"{DEFAULT_MODEL_NAME}"
 )
-DEFAULT_MODEL_SHA256 = "8e3fe980abd59b116b21e5238cfc2257d378a557d7b3dae4988e4d40a2305f9e"  # pragma: allowlist secret
-DEFAULT_MODEL_SIZE = 6_647_924
+DEFAULT_MODEL_SHA256 = "b573b142f6e185c03babf97f48f28c3af2e04cb3764ac79eb2996e8adeb6dc5c"  # pragma: allowlist secret
+DEFAULT_MODEL_SIZE = 6_610_788
 #: Environment variable that replaces :data:`DEFAULT_MODEL_URL` (mirrors, tests).
 URL_ENV = "CLIPCD_MODEL_URL"
 

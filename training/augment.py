@@ -8,8 +8,8 @@ After mmseg's pipeline in the reference configs (``configs/_base_/datasets/base_
 - photometric distortion drawn independently per date: brightness ±10 (of 255), contrast and
   saturation in [0.8, 1.2], hue ±10 (of mmseg's 180-step hue circle), each applied with p 0.5.
 
-Two more, off in the reference recipe and used by the shipped model's: a random zoom (:func:`zoom`)
-and exchanging the dates (:func:`swap_dates`).
+Two more, off by default (``train.zoom``, ``train.swap_dates``) and not used by the shipped
+model's recipe: a random zoom (:func:`zoom`) and exchanging the dates (:func:`swap_dates`).
 
 Images are ``(B, 3, H, W)`` in ``[0, 1]`` (before normalisation); masks ``(B, H, W)`` int64.
 Working on the batch on the GPU keeps the data loader down to reading and cropping.

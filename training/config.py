@@ -147,6 +147,8 @@ class EvalSection:
         log_every: Write a metrics row and a log line this often.
         batch: Tiles per forward pass at validation.
         max_images: Validate on at most this many images per source (0: all).
+        balance_sources: Choose the best checkpoint and the card's threshold by the mean of the
+            sources' IoU and F1 (each source counts once), not by their pooled pixels.
     """
 
     every: int = 500
@@ -154,6 +156,7 @@ class EvalSection:
     log_every: int = 20
     batch: int = 8
     max_images: int = 0
+    balance_sources: bool = False
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,24 @@ def _describe(config: TrainConfig, model: Any) -> str:
     return f"ChangeCLIP ({model.config.backbone}) trained by {config.name} on {describe_sources(config.data.train)}."
 
 
+def _comparison(validation: dict[str, Any], baselines: dict[str, Any]) -> str:
+    """One sentence: the model's mean validation F1 beside each compared model's, on the same sets."""
+    sets = [name for name in validation if name in baselines]
+    if not sets:
+        return ""
+    rows: dict[str, list[float]] = {}
+    for name in sets:
+        for label, row in baselines[name]["models"].items():
+            scored = row.get("at_card_threshold") or row["at_best_threshold"]
+            rows.setdefault(label, []).append(scored["f1"])
+    mean = sum(validation[name]["f1"] for name in sets) / len(sets)
+    others = "; ".join(f"{label} {100 * sum(f1) / len(f1):.1f}" for label, f1 in rows.items() if len(f1) == len(sets))
+    return (
+        f" Validation F1, mean over {len(sets)} held-out sets: {100 * mean:.1f}; the models compared on the same "
+        f"images (training.compare, each at its card's threshold, a baseline without one at its best): {others}."
+    )
+
+
 def export(
     run_dir: Path,
     out: Path,
@@ -89,7 +107,8 @@ def export(
     torch_device = pick_device(device)
     model, card = load_model(best, device=str(torch_device))
     threshold = float(run["best"].get("threshold", card.threshold))
-    metrics: dict[str, Any] = {"threshold_chosen_on": "validation (best pooled F1 over a 0.10-0.90 sweep)"}
+    rule = "the sources' mean F1" if config.eval.balance_sources else "pooled F1"
+    metrics: dict[str, Any] = {"threshold_chosen_on": f"validation (best {rule} over a 0.10-0.90 sweep)"}
     if rescore and config.data.val:
         scored: dict[str, Any] = {}
         for source in config.data.val:
@@ -130,7 +149,7 @@ def export(
         threshold=threshold,
         training=training,
         metrics=metrics,
-        description=_describe(config, model),
+        description=_describe(config, model) + _comparison(metrics["validation"], metrics.get("baselines", {})),
     )
     save_model(model, shipped, out, dtype=torch.float16 if fp16 else None)
     _log.info("exported %s -> %s (threshold %.2f)", best, out, threshold)

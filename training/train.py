@@ -173,8 +173,8 @@ def _train(config: TrainConfig, run_dir: Path, ctx: distributed.Context, resume:
                 logbook.add(
                     iteration=done, **{f"val_{k}": scores[k] for k in ("oa", "iou", "f1", "precision", "recall")}
                 )
-            if scores["iou"] > best["iou"]:
-                best = {"iou": scores["iou"], "iteration": done, "threshold": scores["best_threshold"]}
+            if scores["selection_iou"] > best["iou"]:
+                best = {"iou": scores["selection_iou"], "iteration": done, "threshold": scores["best_threshold"]}
                 if ctx.main:
                     save_model(module, _card(config, module, done, scores), run_dir / BEST)
         if ctx.main and (done % config.eval.checkpoint_every == 0 or done == stop):

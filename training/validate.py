@@ -3,7 +3,9 @@
 Each validation source is scored with :func:`training.evaluate.evaluate` under its protocol;
 the sources' confusion matrices are also summed into one pooled score, which picks the best
 checkpoint (IoU at threshold 0.5, as ChangeCLIP keeps its best-IoU checkpoint) and the threshold
-that ships on the card (the pooled F1's best over a sweep).
+that ships on the card (the pooled F1's best over a sweep). With ``eval.balance_sources`` the
+mean of the sources' IoU and F1 decides instead, so that a source with many changed pixels does
+not outvote the others.
 """
 
 from __future__ import annotations
@@ -57,18 +59,26 @@ class Validator:
         card = build_card(module, threshold=threshold)
         pooled = [ConfusionMatrix() for _ in (threshold, *SWEEP)]
         per_source: dict[str, Any] = {}
+        sweeps: list[list[float]] = []  # per source, F1 over the sweep
         for source, dataset in sources:
             result = evaluate(
                 module, card, dataset, source.protocol, self.ctx.device, batch_size=self.config.eval.batch,
                 sweep=SWEEP, distributed=self.ctx.distributed,
             )  # fmt: skip
             per_source[_label(source)] = {"protocol": source.protocol, "images": result["images"], **result["metrics"]}
+            sweeps.append([row["f1"] for row in result["sweep"]])
             for matrix, metrics in zip(pooled, [result["metrics"], *result["sweep"]], strict=True):
                 matrix.merge(_matrix(metrics))
-        f1s = [m.as_dict()["f1"] for m in pooled[1:]]
+        overall = pooled[0].as_dict()
+        if self.config.eval.balance_sources and per_source:
+            selection = float(np.mean([figures["iou"] for figures in per_source.values()]))
+            f1s = [float(f) for f in np.mean(np.array(sweeps), axis=0)]
+        else:
+            selection, f1s = overall["iou"], [m.as_dict()["f1"] for m in pooled[1:]]
         best = int(np.argmax(f1s))
         return {
-            **{k: v for k, v in pooled[0].as_dict().items() if k not in _COUNTS},
+            **{k: v for k, v in overall.items() if k not in _COUNTS},
+            "selection_iou": selection,
             "threshold": threshold,
             "best_threshold": SWEEP[best],
             "best_threshold_f1": f1s[best],
@@ -79,9 +89,10 @@ class Validator:
         """Pooled validation scores at threshold 0.5, the best threshold, and per-source figures."""
         scores = self._score(module, self.val, 0.5)
         _log.info(
-            "validation @%d: IoU %.4f F1 %.4f P %.4f R %.4f (best threshold %.2f: F1 %.4f)",
+            "validation @%d: IoU %.4f F1 %.4f P %.4f R %.4f (best threshold %.2f: F1 %.4f)%s",
             iteration, scores["iou"], scores["f1"], scores["precision"], scores["recall"],
             scores["best_threshold"], scores["best_threshold_f1"],
+            f"; mean IoU of the sources {scores['selection_iou']:.4f}" if self.config.eval.balance_sources else "",
         )  # fmt: skip
         for name, figures in scores["per_source"].items():
             _log.info("  %s: F1 %.4f IoU %.4f", name, figures["f1"], figures["iou"])

@@ -101,3 +101,16 @@ def test_a_folder_that_is_not_a_finished_run_is_exit_code_2(tmp_path: Path, caps
     assert export.main([str(tmp_path), "--out", str(tmp_path / "x.safetensors")]) == 2
     error = capsys.readouterr().err
     assert "best.safetensors not found" in error and "finished training run" in error
+
+
+def test_the_card_sentence_compares_mean_f1_on_the_same_sets() -> None:
+    validation = {"a": {"f1": 0.8}, "b": {"f1": 0.6}}
+    row = {"at_card_threshold": None, "at_best_threshold": {"f1": 0.2}}
+    baselines = {
+        "a": {"models": {"colour difference": row, "other net": {"at_card_threshold": {"f1": 0.9}}}},
+        "b": {"models": {"colour difference": row, "other net": {"at_card_threshold": {"f1": 0.3}}}},
+    }
+    sentence = export._comparison(validation, baselines)
+    assert "mean over 2 held-out sets: 70.0" in sentence
+    assert "colour difference 20.0; other net 60.0." in sentence
+    assert export._comparison(validation, {}) == ""
