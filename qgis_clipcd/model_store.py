@@ -27,8 +27,8 @@ DEFAULT_MODEL_URL = (
     f"{metadata().get('repository', '').rstrip('/')}/releases/download/v{metadata().get('version', '')}/"
     f"{DEFAULT_MODEL_NAME}"
 )
-DEFAULT_MODEL_SHA256 = "b573b142f6e185c03babf97f48f28c3af2e04cb3764ac79eb2996e8adeb6dc5c"  # pragma: allowlist secret
-DEFAULT_MODEL_SIZE = 6_610_788
+DEFAULT_MODEL_SHA256 = "7efb9843967488f21d6ffac49d42e60b4346f58e1e2965e90cf072da315fb551"  # pragma: allowlist secret
+DEFAULT_MODEL_SIZE = 6_614_820
 #: Environment variable that replaces :data:`DEFAULT_MODEL_URL` (mirrors, tests).
 URL_ENV = "CLIPCD_MODEL_URL"
 
