@@ -32,6 +32,7 @@ from training.data import eval_set
 from training.distributed import pick_device
 from training.evaluate import evaluate
 from training.models import describe_sources
+from training.validate import threshold_rule
 
 _log = logging.getLogger(__name__)
 
@@ -107,8 +108,7 @@ def export(
     torch_device = pick_device(device)
     model, card = load_model(best, device=str(torch_device))
     threshold = float(run["best"].get("threshold", card.threshold))
-    rule = "the sources' mean F1" if config.eval.balance_sources else "pooled F1"
-    metrics: dict[str, Any] = {"threshold_chosen_on": f"validation (best {rule} over a 0.10-0.90 sweep)"}
+    metrics: dict[str, Any] = {"threshold_chosen_on": threshold_rule(config.eval.balance_sources)}
     if rescore and config.data.val:
         scored: dict[str, Any] = {}
         for source in config.data.val:

@@ -33,6 +33,12 @@ SWEEP = tuple(round(0.05 * i, 2) for i in range(2, 19))  # 0.10 ... 0.90
 _COUNTS = ("tn", "fp", "fn", "tp")
 
 
+def threshold_rule(balance_sources: bool) -> str:
+    """How the card's threshold is chosen, in words (the card's ``threshold_chosen_on``)."""
+    rule = "the sources' mean F1" if balance_sources else "pooled F1"
+    return f"validation (best {rule} over a {SWEEP[0]:.2f}-{SWEEP[-1]:.2f} sweep)"
+
+
 def _matrix(metrics: dict[str, Any]) -> ConfusionMatrix:
     return ConfusionMatrix(np.array([[metrics["tn"], metrics["fp"]], [metrics["fn"], metrics["tp"]]]))
 

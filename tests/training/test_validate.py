@@ -65,3 +65,8 @@ def test_balanced_rule_counts_each_source_once(monkeypatch: pytest.MonkeyPatch, 
     assert scores["best_threshold"] == SWEEP[int(np.argmax(mean_f1))] != SWEEP[0]
     assert scores["selection_iou"] == pytest.approx((_big(8)["iou"] + _small(8)["iou"]) / 2)
     assert scores["selection_iou"] < scores["iou"], "the small source's poor IoU must pull the mean down"
+
+
+def test_the_card_names_the_rule_that_chose_its_threshold() -> None:
+    assert validate.threshold_rule(True) == "validation (best the sources' mean F1 over a 0.10-0.90 sweep)"
+    assert validate.threshold_rule(False) == "validation (best pooled F1 over a 0.10-0.90 sweep)"
