@@ -53,6 +53,7 @@ lint: setup
 	$(PY) -m mypy $(CODE_DIRS)
 	$(PY) -m bandit -q -c pyproject.toml -r $(CODE_DIRS)
 	$(PY) -m tools.scan_package
+	$(PY) -m tools.import_graph
 
 # The plugin zip for QGIS (Plugins › Manage and Install Plugins › Install from ZIP): dist/qgis_clipcd-<version>.zip
 package: setup

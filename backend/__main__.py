@@ -1,7 +1,7 @@
-"""``python -m backend``: see :mod:`backend.cli`."""
+"""``python -m backend``: see :mod:`backend.commands.cli`."""
 
 import sys
 
-from backend.cli import main
+from backend.commands.cli import main
 
 sys.exit(main())

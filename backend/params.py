@@ -1,7 +1,7 @@
 """The parameters of one detection run, validated before any work starts.
 
 The CLI, the QGIS dock widget and the Processing algorithm all build a
-:class:`DetectParams`; :func:`backend.pipeline.detect` consumes it.
+:class:`DetectParams`; :func:`backend.inference.pipeline.detect` consumes it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Literal
 
 from backend.errors import InputError
 
-#: Test-time augmentation modes (``backend.tta``): one pass, 4 mirrored copies, 8 turned and mirrored copies.
+#: Test-time augmentation modes (``backend.inference.tta``): one pass, 4 mirrored copies, 8 turned and mirrored copies.
 TTA_MODES = ("none", "flips", "d4")
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
@@ -44,7 +44,7 @@ class DetectParams:
         bands: 1-based band indexes for red, green, blue, applied to both rasters; None picks
             RGB by colour interpretation, else the first three bands.
         batch_size: Tile pairs per forward pass (halved automatically on CUDA out-of-memory).
-        tta: Test-time augmentation: "none", "flips" (4 passes) or "d4" (8 passes); see backend.tta.
+        tta: Test-time augmentation: "none", "flips" (4 passes) or "d4" (8 passes); see backend.inference.tta.
         write_preview: Also write preview.png (before | after | change overlay).
         probability_dtype: probability.tif as uint8 (round(p * 255)) or float16 (p itself).
     """

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.io import RasterPair
-from backend.model_source import resolve
+from backend.commands.synthetic import generate_pair
+from backend.inference.model_source import resolve
+from backend.inference.pipeline import detect
+from backend.inference.predict import Predictor
+from backend.inference.tiling import tile_grid
 from backend.params import DetectParams
-from backend.pipeline import detect
-from backend.predict import Predictor
-from backend.synthetic import generate_pair
-from backend.tiling import tile_grid
+from backend.raster.io import RasterPair
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -98,9 +98,9 @@ def peak_rss(size: int, work: Path) -> dict[str, float]:
         "import json\n"
         "from pathlib import Path\n"
         "from bench.pipeline_bench import Difference\n"
-        "from backend.model_source import LoadedModel\n"
+        "from backend.inference.model_source import LoadedModel\n"
         "from backend.params import DetectParams\n"
-        "from backend.pipeline import detect\n"
+        "from backend.inference.pipeline import detect\n"
         "card = type('Card', (), {'mean': [0.0] * 3, 'std': [1.0] * 3, 'tile_size': 256, 'overlap': 64,"
         " 'threshold': 0.5})\n"
         "def hwm():\n"

@@ -1,4 +1,4 @@
-"""Benchmark backend.vectorize against gdal_polygonize.py on an 8192² mask with ~10k polygons.
+"""Benchmark backend.outputs.vectorize against gdal_polygonize.py on an 8192² mask with ~10k polygons.
 
 Usage: .venv/bin/python bench/vectorize_bench.py [results.json] [--size N] [--repeats R]
 
@@ -75,7 +75,7 @@ def peak_rss_mb() -> float:
 
 def child(mask: str, probability: str, out: str) -> None:
     """Run vectorize once in this process and print its time and peak RSS as JSON."""
-    from backend.vectorize import vectorize
+    from backend.outputs.vectorize import vectorize
 
     start = time.perf_counter()
     result = vectorize(mask, probability, out)

@@ -1,7 +1,7 @@
 """ClipCD QGIS plugin: CLIP-guided change detection between two rasters.
 
 QGIS calls :func:`classFactory`. Nothing here imports the engine: it runs in a child process
-(:mod:`qgis_clipcd.worker`). In a checkout, put a plugin folder named ``qgis_clipcd`` on
+(:mod:`qgis_clipcd.engine.worker`). In a checkout, put a plugin folder named ``qgis_clipcd`` on
 QGIS_PLUGINPATH that holds (or links to) this package's files, ``metadata.txt``, ``resources/``
 and ``backend/`` from the repository root; :mod:`qgis_clipcd.metadata` finds them either way.
 """

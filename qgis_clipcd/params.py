@@ -1,6 +1,6 @@
 """The parameters of one plugin run, and the ``python -m backend detect`` options they become.
 
-The dock and the Processing algorithm both build a :class:`RunParams`; :class:`qgis_clipcd.worker.Worker`
+The dock and the Processing algorithm both build a :class:`RunParams`; :class:`qgis_clipcd.engine.worker.Worker`
 runs it. This module is plain Python (no QGIS, no backend import), so it can be tested anywhere.
 """
 

@@ -10,7 +10,7 @@ from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
 from qgis_clipcd.metadata import icon_path
-from qgis_clipcd.provider import ClipCDProvider
+from qgis_clipcd.processing_provider.provider import ClipCDProvider
 
 MENU = "&CLIP Change Detection"
 ACTION_TEXT = "CLIP Change Detection"
@@ -53,7 +53,7 @@ class ClipCDPlugin:
 
     def _check_engine(self) -> None:
         """Look for the engine's Python in the background; say so on the message bar when there is none."""
-        from qgis_clipcd.engine_check import EngineCheckTask
+        from qgis_clipcd.engine.check import EngineCheckTask
 
         task = EngineCheckTask()
         task.checked.connect(self._engine_checked)
@@ -104,7 +104,7 @@ class ClipCDPlugin:
 
     def _create_dock(self) -> Any:
         try:
-            from qgis_clipcd.dock import ClipCDDock
+            from qgis_clipcd.dock.widget import ClipCDDock
         except ImportError as exc:
             QgsMessageLog.logMessage(f"The ClipCD panel is not available yet: {exc}", LOG_TAG, Qgis.MessageLevel.Info)
             return None

@@ -1,4 +1,4 @@
-"""Tests for backend.bands through RasterPair: band selection and the radiometric stretch.
+"""Tests for backend.raster.bands through RasterPair: band selection and the radiometric stretch.
 
 Every test writes real GeoTIFFs with rasterio (tests/rasters.py) into ``tmp_path``.
 """
@@ -14,7 +14,7 @@ from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
 from backend.errors import InputError, RasterError, RasterMismatchError
-from backend.io import RasterPair, sample_shape
+from backend.raster.io import RasterPair, sample_shape
 from tests.rasters import RGB, RGBA, constant, ramp, rgb_pair, write_raster
 
 GREY = (ColorInterp.gray, ColorInterp.undefined, ColorInterp.undefined)

@@ -234,7 +234,7 @@ def test_detect_with_a_saved_model_file(tmp_path: Path, pair: tuple[Path, Path])
 @pytest.mark.parametrize("signals", [1, 2])
 def test_sigterm_cancels_cleanly(tmp_path: Path, signals: int) -> None:
     """The plugin cancels a run with SIGTERM (a second one stops at once): no outputs, exit 130, an error event."""
-    from backend.synthetic import generate_pair
+    from backend.commands.synthetic import generate_pair
 
     generated = generate_pair(tmp_path / "inputs", size=1536)
     out = tmp_path / "out"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from backend import components
+from backend.outputs import components
 from backend.progress import never_canceled, no_progress
 from tests.rasters import write_raster
 

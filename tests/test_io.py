@@ -1,4 +1,4 @@
-"""Tests for backend.io: alignment, overlap, nodata, windows and input validation (bands and stretch: test_bands.py).
+"""backend.raster.io: alignment, overlap, nodata, windows and input validation (bands and stretch: test_bands.py).
 
 Every test writes real GeoTIFFs with rasterio (tests/rasters.py) into ``tmp_path``.
 """
@@ -16,7 +16,7 @@ from rasterio.warp import transform, transform_bounds
 from rasterio.windows import Window
 
 from backend.errors import InputError, RasterError, RasterMismatchError
-from backend.io import Grid, RasterPair
+from backend.raster.io import Grid, RasterPair
 from tests.rasters import RGB, UTM31, UTM_X0, UTM_Y0, constant, ramp, rgb_pair, utm_transform, write_raster
 
 

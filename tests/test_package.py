@@ -180,9 +180,9 @@ def python_in(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_extracted_backend_imports_without_the_checkout(plugin_zip: Path, tmp_path: Path) -> None:
     plugin = extract(plugin_zip, tmp_path)
-    done = python_in(plugin, "-c", "import backend.cli, backend.model; print(backend.cli.__file__)")
+    done = python_in(plugin, "-c", "import backend.commands.cli, backend.model; print(backend.commands.cli.__file__)")
     assert done.returncode == 0, done.stderr
-    assert Path(done.stdout.strip()) == plugin / "backend" / "cli.py"
+    assert Path(done.stdout.strip()) == plugin / "backend" / "commands" / "cli.py"
 
 
 def test_extracted_plugin_finds_its_own_files(plugin_zip: Path, tmp_path: Path) -> None:

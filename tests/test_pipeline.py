@@ -14,9 +14,9 @@ import torch
 from shapely import from_wkb
 
 from backend.errors import CanceledError, InputError, OutputError
-from backend.model_source import LoadedModel
+from backend.inference.model_source import LoadedModel
+from backend.inference.pipeline import OUTPUT_NAMES, detect
 from backend.params import DetectParams
-from backend.pipeline import OUTPUT_NAMES, detect
 from tests.rasters import UTM_AREAL, UTM_X0, UTM_Y0, utm_transform, write_raster
 
 
@@ -309,7 +309,7 @@ def test_a_failure_while_publishing_puts_the_previous_run_back(tmp_path: Path, m
 
 def test_the_preview_overlay_sits_on_the_lattice_of_the_images(tmp_path: Path) -> None:
     """A grid larger than the preview is decimated; mask and images must use the same pixels."""
-    from backend.preview import PreviewSampler
+    from backend.outputs.preview import PreviewSampler
 
     rows, cols = np.mgrid[0:2000, 0:1700]
     sampler = PreviewSampler(None, 2000, 1700, max_side=768)  # step 3
@@ -321,8 +321,8 @@ def test_the_preview_overlay_sits_on_the_lattice_of_the_images(tmp_path: Path) -
 
 
 def test_the_preview_images_keep_the_lattice_pixels_of_every_tile() -> None:
-    from backend.preview import PreviewSampler
-    from backend.tiling import tile_grid
+    from backend.inference.tiling import tile_grid
+    from backend.outputs.preview import PreviewSampler
 
     class Position:
         def read(self, window):  # type: ignore[no-untyped-def]

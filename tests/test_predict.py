@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from backend.errors import CanceledError, ClipCDError, InputError
-from backend.predict import Predictor, change_logit, select_device
-from backend.tiling import Tile, tile_grid
+from backend.inference.predict import Predictor, change_logit, select_device
+from backend.inference.tiling import Tile, tile_grid
 
 
 class PositionReader:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from backend.inference.pipeline import detect
 from backend.params import DetectParams
-from backend.pipeline import detect
 from tests.rasters import UTM_AREAL, UTM_X0, UTM_Y0
 from tests.test_pipeline import difference_model, square_pair
 

@@ -1,4 +1,4 @@
-"""Tests for backend.stitch: seamless blending, row order, bounded memory, validity."""
+"""Tests for backend.outputs.stitch: seamless blending, row order, bounded memory, validity."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import pytest
 from scipy.special import expit
 
 from backend.errors import InputError
-from backend.stitch import MASK_NODATA, Stitcher, blend_weights, to_mask
+from backend.outputs.stitch import MASK_NODATA, Stitcher, blend_weights, to_mask
 
 
 @dataclass(frozen=True)
 class _Tile:
-    """Stand-in for backend.tiling.Tile with the same fields."""
+    """Stand-in for backend.inference.tiling.Tile with the same fields."""
 
     index: int
     row_off: int

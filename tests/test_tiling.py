@@ -1,4 +1,4 @@
-"""Tests for backend.tiling: coverage, order, padding and argument checks."""
+"""Tests for backend.inference.tiling: coverage, order, padding and argument checks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from rasterio.windows import Window
 
 from backend.errors import InputError
-from backend.tiling import Tile, count_tiles, iter_tiles, tile_grid
+from backend.inference.tiling import Tile, count_tiles, iter_tiles, tile_grid
 
 SIZES = [1, 7, 31, 32, 64, 100, 191, 192, 255, 256, 257, 320, 448, 449, 700, 1000]
 SETTINGS = [(256, 64), (256, 0), (64, 16), (32, 8), (33, 10), (16, 15), (1, 0)]

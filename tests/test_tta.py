@@ -8,8 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from backend.errors import InputError
-from backend.predict import Predictor
-from backend.tta import PASSES, TTA_MODES, averaged_logit, transforms
+from backend.inference.predict import Predictor
+from backend.inference.tta import PASSES, TTA_MODES, averaged_logit, transforms
 
 
 @pytest.mark.parametrize("mode", TTA_MODES)

@@ -1,4 +1,4 @@
-"""Tests for backend.vectorize on small georeferenced rasters written to tmp_path."""
+"""Tests for backend.outputs.vectorize on small georeferenced rasters written to tmp_path."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from pyproj import CRS as ProjCRS
 from rasterio.transform import from_origin
 from scipy import ndimage
 
-from backend import vectorize as vectorize_module
 from backend.errors import CanceledError, InputError, RasterError
-from backend.vectorize import FIELDS, clean_mask, clean_mask_file, vectorize
+from backend.outputs import vectorize as vectorize_module
+from backend.outputs.vectorize import FIELDS, clean_mask, clean_mask_file, vectorize
 from tests.rasters import UTM_AREAL
 
 UTM = "EPSG:32633"

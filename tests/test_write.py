@@ -1,4 +1,4 @@
-"""Tests for backend.write: georeferencing, tiling, compression, atomic rename, clear errors."""
+"""Tests for backend.outputs.write: georeferencing, tiling, compression, atomic rename, clear errors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
 from backend.errors import CanceledError, OutputError
-from backend.write import AtomicGeoTiff, mask_writer, partial_path, probability_writer
+from backend.outputs.write import AtomicGeoTiff, mask_writer, partial_path, probability_writer
 
 
 @dataclass(frozen=True)

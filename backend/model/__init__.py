@@ -11,7 +11,6 @@ Public API::
 A model is called as ``model(image_a, image_b, prompts=None) -> logits (B, 2, H, W)``.
 """
 
-from backend.model.changeclip import ChangeCLIP
 from backend.model.config import ModelConfig, get_config
 from backend.model.factory import build_model, create_model, list_models
 from backend.model.modelfile import (
@@ -24,9 +23,10 @@ from backend.model.modelfile import (
     read_card,
     save_model,
 )
+from backend.model.networks.changeclip import ChangeCLIP
+from backend.model.networks.zeroshot import ZeroShotChange
 from backend.model.prompts import CHANGECLIP_CLASSES, PromptMiner, top_k_names
 from backend.model.summary import model_summary
-from backend.model.zeroshot import ZeroShotChange
 
 __all__ = [
     "CHANGECLIP_CLASSES",

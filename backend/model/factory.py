@@ -10,13 +10,13 @@ import open_clip
 import torch
 
 from backend.errors import InputError
-from backend.model.changeclip import ChangeCLIP
 from backend.model.config import ClipSpec, ModelConfig, get_config
 from backend.model.config import list_models as _list_models
+from backend.model.networks.changeclip import ChangeCLIP
+from backend.model.networks.siamese import SiameseChange
+from backend.model.networks.zeroshot import ZeroShotChange
 from backend.model.prompts import CHANGECLIP_CLASSES, PromptMiner
-from backend.model.siamese import SiameseChange
 from backend.model.weights import build_clip, load_clip_weights, read_state_dict, resolve_weights
-from backend.model.zeroshot import ZeroShotChange
 
 _logger = logging.getLogger(__name__)
 ClipCDModel = ChangeCLIP | ZeroShotChange | SiameseChange

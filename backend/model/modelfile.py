@@ -20,11 +20,11 @@ from safetensors.torch import load_file, save_file
 
 from backend import __version__
 from backend.errors import InputError, ModelFileError
-from backend.files import atomic_output
 from backend.model.config import ModelConfig
 from backend.model.factory import ClipCDModel, build_model
 from backend.model.prompts import CHANGECLIP_CLASSES
 from backend.model.weights import check_tensors
+from backend.outputs.files import atomic_output
 
 _logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from torch import Tensor, nn
 
-from backend.model.text import PromptTextEncoder
+from backend.model.networks.text import PromptTextEncoder
 
 PromptMode = Literal["replace", "join"]
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from backend.errors import InputError
-from backend.model.encoder import DenseAttentionPool, ViTEncoder
-from backend.model.text import PromptTextEncoder, tokenize
+from backend.model.networks.encoder import DenseAttentionPool, ViTEncoder
+from backend.model.networks.text import PromptTextEncoder, tokenize
 from tests.model.conftest import TINY_RN, TINY_VIT, pair, tiny_model
 
 SIZES = [(256, 256), (320, 384)]

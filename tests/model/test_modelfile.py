@@ -6,7 +6,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from backend.cli import build_parser
+from backend.commands.cli import build_parser
 from backend.errors import InputError, ModelFileError
 from backend.model import FORMAT_VERSION, build_card, card_from_json, load_model, read_card, save_model
 from backend.model.cli import cmd_info, cmd_models

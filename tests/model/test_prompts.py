@@ -2,7 +2,7 @@ import torch
 from torch import nn
 
 from backend.model import CHANGECLIP_CLASSES, top_k_names
-from backend.model.text import tokenize
+from backend.model.networks.text import tokenize
 from tests.model.conftest import pair, tiny_model
 
 

@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from backend.model import build_card, create_model, load_model, save_model
-from backend.model.decoder import UpStage, relative_position_index
-from backend.model.text import ContextDecoder
+from backend.model.networks.decoder import UpStage, relative_position_index
+from backend.model.networks.text import ContextDecoder
 from tests.model.conftest import TINY_RN, TINY_VIT, pair, tiny_model, tiny_overrides
 
 

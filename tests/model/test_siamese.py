@@ -7,10 +7,10 @@ import torch
 
 from backend.errors import InputError
 from backend.model.config import ModelConfig, get_config
-from backend.model.efficientnet import EfficientNetLite, imagenet_weights_file, load_efficientnet_pytorch
 from backend.model.factory import create_model
 from backend.model.modelfile import build_card, load_model, save_model
-from backend.model.siamese import SiameseChange
+from backend.model.networks.efficientnet import EfficientNetLite, imagenet_weights_file, load_efficientnet_pytorch
+from backend.model.networks.siamese import SiameseChange
 
 
 def _pair(n: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from qgis_clipcd import model_store
+from qgis_clipcd.models import store as model_store
 from tests.plugin.release_server import REAL_MODEL, Handler, Served, Server, url_of
 
 
@@ -18,7 +18,7 @@ def provider(qgis_processing: None, monkeypatch: pytest.MonkeyPatch) -> Iterator
     """The ClipCD Processing provider, registered for one test; the engine runs on this interpreter."""
     from qgis.core import QgsApplication
 
-    from qgis_clipcd.provider import ClipCDProvider
+    from qgis_clipcd.processing_provider.provider import ClipCDProvider
 
     monkeypatch.setenv("CLIPCD_PYTHON", sys.executable)  # skips the import check of QGIS's own Python
     registry = QgsApplication.processingRegistry()

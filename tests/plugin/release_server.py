@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from qgis_clipcd.model_store import DEFAULT_MODEL_NAME
+from qgis_clipcd.models.store import DEFAULT_MODEL_NAME
 from tests.conftest import REPO_ROOT
 
 #: The checkout's default model: what the release URL serves.

@@ -50,7 +50,7 @@ def the_pair(folder: Path) -> tuple[Path, Path]:
     """LEVIR-CD test_1 as GeoTIFFs when the real samples are here, else a generated pair."""
     samples = _samples()
     if samples is not None:
-        from backend.demo import levir_geotiffs
+        from backend.commands.demo import levir_geotiffs
 
         pair = levir_geotiffs(samples, "test_1", folder)
         if pair is not None:

@@ -11,8 +11,8 @@ from tests.plugin.helpers import fake_model, raster_pair
 qgis_core = pytest.importorskip("qgis.core", reason="QGIS (python3-qgis) is not installed")
 pytestmark = pytest.mark.qgis
 
-from qgis_clipcd.card import CardError, accepts_prompts, default_threshold, read_card, summary  # noqa: E402
-from qgis_clipcd.dock import ClipCDDock  # noqa: E402
+from qgis_clipcd.dock.widget import ClipCDDock  # noqa: E402
+from qgis_clipcd.models.card import CardError, accepts_prompts, default_threshold, read_card, summary  # noqa: E402
 from qgis_clipcd.params import RunParams  # noqa: E402
 
 
@@ -123,7 +123,7 @@ def test_prompts_are_stored_in_the_project(dock: ClipCDDock, qgis_iface) -> None
 
 
 def test_run_and_cancel_from_the_dock(dock: ClipCDDock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from qgis_clipcd import task as task_module
+    from qgis_clipcd.detection import task as task_module
     from tests.plugin.helpers import wait_for_task
     from tests.plugin.test_task import FakeWorker
 
@@ -150,7 +150,7 @@ def test_a_dock_deleted_mid_run_leaves_the_task_to_finish(
 ) -> None:
     from qgis.PyQt import sip
 
-    from qgis_clipcd import task as task_module
+    from qgis_clipcd.detection import task as task_module
     from tests.plugin.helpers import wait_for_task
     from tests.plugin.test_task import FakeWorker
 

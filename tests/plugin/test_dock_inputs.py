@@ -16,9 +16,9 @@ from tests.rasters import utm_transform, write_raster
 qgis_core = pytest.importorskip("qgis.core", reason="QGIS (python3-qgis) is not installed")
 pytestmark = pytest.mark.qgis
 
-from qgis_clipcd.dock import ClipCDDock  # noqa: E402
-from qgis_clipcd.layer_export import file_path, native_resolution  # noqa: E402
-from qgis_clipcd.worker import WorkerResult  # noqa: E402
+from qgis_clipcd.detection.layer_export import file_path, native_resolution  # noqa: E402
+from qgis_clipcd.dock.widget import ClipCDDock  # noqa: E402
+from qgis_clipcd.engine.worker import WorkerResult  # noqa: E402
 
 SETTINGS = ("model", "output", "device", "min_area", "extent", "auto_prompts", "add_probability", "tta")
 
@@ -93,7 +93,7 @@ class RecordingWorker:
 
 
 def run_dock(dock: ClipCDDock, monkeypatch: pytest.MonkeyPatch) -> RecordingWorker:
-    from qgis_clipcd import task as task_module
+    from qgis_clipcd.detection import task as task_module
 
     recorder = RecordingWorker()
     monkeypatch.setattr(task_module, "Worker", lambda: recorder)
@@ -210,7 +210,7 @@ def test_a_geopackage_output_gets_the_polygons_and_files_beside_it(
 def test_an_export_too_large_is_refused_in_the_status_line(
     dock: ClipCDDock, qgis_iface, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from qgis_clipcd import layer_export
+    from qgis_clipcd.detection import layer_export
 
     monkeypatch.setattr(layer_export, "MAX_SIDE", 50)
     dock.form.before.setLayer(vsimem_layer("big-before", 10))

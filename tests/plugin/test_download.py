@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from qgis_clipcd import model_store
-from qgis_clipcd.download import ChecksumError, DownloadCanceled, DownloadError, download, partial_path
+from qgis_clipcd.models import store as model_store
+from qgis_clipcd.models.download import ChecksumError, DownloadCanceled, DownloadError, download, partial_path
 from tests.plugin.release_server import DATA, DATA_SHA, REAL_MODEL, Server, url_of
 
 # -- download() ---------------------------------------------------------------------------------
@@ -152,7 +152,7 @@ def test_default_model_prefers_the_checkout(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_a_packaged_plugin_downloads_the_default_model(packaged: Path, server: Server) -> None:
-    from qgis_clipcd.card import CardError, read_card
+    from qgis_clipcd.models.card import CardError, read_card
 
     assert model_store.checkout_model() is None and model_store.default_model_path() is None
     assert model_store.model_for_run(None) == (str(packaged / model_store.DEFAULT_MODEL_NAME), True)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from qgis_clipcd import model_store
-from qgis_clipcd.download import partial_path
+from qgis_clipcd.models import store as model_store
+from qgis_clipcd.models.download import partial_path
 from tests.plugin import write_pair
 from tests.plugin.helpers import wait_for_task
 from tests.plugin.release_server import REAL_MODEL, Server
@@ -20,7 +20,7 @@ from tests.plugin.release_server import REAL_MODEL, Server
 def test_download_task_runs_in_the_task_manager(packaged: Path, server: Server, qgis_new_project: None) -> None:
     from qgis.core import QgsApplication
 
-    from qgis_clipcd.download_task import DownloadTask
+    from qgis_clipcd.models.download_task import DownloadTask
 
     task = DownloadTask()
     progress: list[float] = []
@@ -37,7 +37,7 @@ def test_canceling_the_download_task_leaves_no_model(packaged: Path, server: Ser
     from qgis.core import QgsApplication
     from qgis.PyQt.QtCore import QCoreApplication
 
-    from qgis_clipcd.download_task import DownloadTask
+    from qgis_clipcd.models.download_task import DownloadTask
 
     server.served.delay = 0.01  # ~800 blocks of 8 KiB: several seconds
     task = DownloadTask()
@@ -63,7 +63,7 @@ def test_a_detection_waits_for_its_download_subtask(
     """The dock's wiring: model_for_run names the file, attach_download makes the run wait for it."""
     from qgis.core import QgsApplication, QgsTask
 
-    from qgis_clipcd.download_task import attach_download
+    from qgis_clipcd.models.download_task import attach_download
 
     model, missing = model_store.model_for_run(None)
     assert missing
@@ -156,8 +156,8 @@ def test_the_dock_reports_a_failed_first_download(
     """A packaged plugin with no model and no internet: the run ends with the download's error, not a cancel."""
     from qgis.core import Qgis, QgsProject, QgsRasterLayer, QgsSettings
 
-    from qgis_clipcd import task as task_module
-    from qgis_clipcd.dock import ClipCDDock
+    from qgis_clipcd.detection import task as task_module
+    from qgis_clipcd.dock.widget import ClipCDDock
 
     ran: list[object] = []
     monkeypatch.setattr(task_module, "find_python", lambda: ran.append("python") or "python3")

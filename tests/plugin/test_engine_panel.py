@@ -15,11 +15,13 @@ from tests.plugin.wheels import MODULE, tiny_requirements
 qgis_core = pytest.importorskip("qgis.core", reason="QGIS (python3-qgis) is not installed")
 pytestmark = pytest.mark.qgis
 
-from qgis_clipcd import diagnostics, engine_check, installer, worker  # noqa: E402
-from qgis_clipcd.diagnostics import RUNNING, DiagnosticsDialog  # noqa: E402
-from qgis_clipcd.engine_check import EngineCheckTask, EngineStatus, check_engine  # noqa: E402
-from qgis_clipcd.engine_panel import CHECKING, EnginePanel  # noqa: E402
-from qgis_clipcd.install_task import InstallTask  # noqa: E402
+from qgis_clipcd.dock import diagnostics  # noqa: E402
+from qgis_clipcd.dock.diagnostics import RUNNING, DiagnosticsDialog  # noqa: E402
+from qgis_clipcd.dock.engine_panel import CHECKING, EnginePanel  # noqa: E402
+from qgis_clipcd.engine import check as engine_check  # noqa: E402
+from qgis_clipcd.engine import environment, installer  # noqa: E402
+from qgis_clipcd.engine.check import EngineCheckTask, EngineStatus, check_engine  # noqa: E402
+from qgis_clipcd.engine.install_task import InstallTask  # noqa: E402
 
 TORCH = "2.14.1"
 
@@ -36,13 +38,13 @@ def bare_python(tmp_path_factory: pytest.TempPathFactory) -> str:
 def settings(qgis_app: object):
     """QgsSettings with clipcd/python restored after the test."""
     settings = qgis_core.QgsSettings()
-    saved = settings.value(worker.SETTINGS_KEY, None)
+    saved = settings.value(environment.SETTINGS_KEY, None)
     yield settings
     if saved is None:
-        settings.remove(worker.SETTINGS_KEY)
+        settings.remove(environment.SETTINGS_KEY)
     else:
-        settings.setValue(worker.SETTINGS_KEY, saved)
-    worker.can_run_backend.cache_clear()
+        settings.setValue(environment.SETTINGS_KEY, saved)
+    environment.can_run_backend.cache_clear()
 
 
 def tiny_plan(tmp_path: Path) -> tuple[list[list[str]], Path]:
@@ -152,9 +154,9 @@ def test_check_task_emits_the_status(monkeypatch: pytest.MonkeyPatch, bare_pytho
 
 
 def test_install_task_points_the_settings_at_the_new_environment(tmp_path: Path, settings: object) -> None:
-    settings.setValue(worker.SETTINGS_KEY, "/old/python")
-    worker.can_run_backend("/old/python")
-    assert worker.can_run_backend.cache_info().currsize > 0
+    settings.setValue(environment.SETTINGS_KEY, "/old/python")
+    environment.can_run_backend("/old/python")
+    assert environment.can_run_backend.cache_info().currsize > 0
     plan, venv = tiny_plan(tmp_path)
     python = installer.venv_python(venv)
     task = InstallTask(plan, python, venv)
@@ -165,14 +167,14 @@ def test_install_task_points_the_settings_at_the_new_environment(tmp_path: Path,
     start(task)
     assert wait_for_task(task)
     assert task.result is not None and task.result.ok, (task.result.message, task.result.log)
-    assert settings.value(worker.SETTINGS_KEY) == str(python)
-    assert worker.can_run_backend.cache_info().currsize == 0
+    assert settings.value(environment.SETTINGS_KEY) == str(python)
+    assert environment.can_run_backend.cache_info().currsize == 0
     assert results == [task.result] and str(python) in task.result.message
     assert progress and max(progress) == pytest.approx(100.0)
 
 
 def test_canceled_install_leaves_the_settings_alone(tmp_path: Path, settings: object) -> None:
-    settings.setValue(worker.SETTINGS_KEY, "/old/python")
+    settings.setValue(environment.SETTINGS_KEY, "/old/python")
     plan = [[sys.executable, "-c", "print('Collecting x', flush=True); import time; time.sleep(60)"]]
     task = InstallTask(plan, tmp_path / "venv" / "bin" / "python")
     start(task)
@@ -185,7 +187,7 @@ def test_canceled_install_leaves_the_settings_alone(tmp_path: Path, settings: ob
     assert wait_for_task(task, timeout=30)
     assert time.monotonic() - started < 15
     assert task.result is not None and task.result.canceled and "canceled" in task.result.message.lower()
-    assert settings.value(worker.SETTINGS_KEY) == "/old/python"
+    assert settings.value(environment.SETTINGS_KEY) == "/old/python"
 
 
 def test_failed_environment_creation_leaves_no_folder(tmp_path: Path, settings: object) -> None:
@@ -271,7 +273,7 @@ def test_panel_without_engine_shows_the_command_and_installs(
     assert wait_for_task(task)
     assert panel.progress.isHidden() and panel.cancel_button.isHidden()
     assert "The engine was installed" in panel.install_note.text()
-    assert settings.value(worker.SETTINGS_KEY) == str(installer.venv_python(venv))
+    assert settings.value(environment.SETTINGS_KEY) == str(installer.venv_python(venv))
     assert panel.check_task is not None, "a successful install checks the engine again"
     wait_for_check(panel)
     panel.deleteLater()
@@ -281,7 +283,7 @@ def test_install_button_runs_the_planned_install(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: object
 ) -> None:
     """Reinstall from a working engine: the plan is the installer's (made offline here), the venv the profile's."""
-    from qgis_clipcd import engine_panel
+    from qgis_clipcd.dock import engine_panel
 
     monkeypatch.setenv("CLIPCD_PYTHON", sys.executable)
     wheels = tmp_path / "wheels"
@@ -305,7 +307,7 @@ def test_install_button_runs_the_planned_install(
     assert task is not None and wait_for_task(task)
     venv = tmp_path / "profile" / "clipcd" / "venv"
     assert planned == [(panel.status.base_python, venv, installer.requirements_file(), panel.status.index_url)]
-    assert settings.value(worker.SETTINGS_KEY) == str(installer.venv_python(venv))
+    assert settings.value(environment.SETTINGS_KEY) == str(installer.venv_python(venv))
     assert "The engine was installed" in panel.install_note.text()
     wait_for_check(panel)
     panel.deleteLater()

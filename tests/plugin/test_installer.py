@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from qgis_clipcd import base_python, installer, worker
-from qgis_clipcd.installer import (
+from qgis_clipcd.engine import base_python, environment, installer
+from qgis_clipcd.engine.installer import (
     CudaInfo,
     command_text,
     detect_cuda,
@@ -22,7 +22,7 @@ from qgis_clipcd.installer import (
     torch_pins,
     venv_python,
 )
-from qgis_clipcd.pip_run import run_plan
+from qgis_clipcd.engine.pip_run import run_plan
 from tests.conftest import REPO_ROOT
 from tests.plugin.wheels import MODULE, tiny_requirements
 
@@ -169,7 +169,7 @@ def test_plan_on_windows_and_macos(tmp_path: Path) -> None:
 
 def test_base_python_is_qgis_own_when_recent_enough() -> None:
     base = find_base_python()
-    assert base.python == worker.qgis_python() and base.problem == ""
+    assert base.python == environment.qgis_python() and base.problem == ""
 
 
 def test_too_old_or_venv_less_pythons_are_explained(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -261,14 +261,14 @@ def test_progress_callback_errors_never_escape() -> None:
 
 def test_find_python_falls_back_to_the_private_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("CLIPCD_PYTHON", raising=False)
-    monkeypatch.setattr(worker, "qgis_python", lambda: None)
-    monkeypatch.setattr(worker, "configured_python", lambda: None)
+    monkeypatch.setattr(environment, "qgis_python", lambda: None)
+    monkeypatch.setattr(environment, "configured_python", lambda: None)
     venv = tmp_path / "venv"
-    monkeypatch.setattr(installer, "venv_dir", lambda: venv)
-    assert worker.find_python() is None
+    monkeypatch.setattr(environment, "venv_dir", lambda: venv)
+    assert environment.find_python() is None
     python = venv_python(venv)
     python.parent.mkdir(parents=True)
     python.write_text("")
-    assert worker.find_python() == str(python)
-    monkeypatch.setattr(worker, "configured_python", lambda: "/configured/python")
-    assert worker.find_python() == "/configured/python", "the setting wins over the default location"
+    assert environment.find_python() == str(python)
+    monkeypatch.setattr(environment, "configured_python", lambda: "/configured/python")
+    assert environment.find_python() == "/configured/python", "the setting wins over the default location"

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from backend.inference.pipeline import detect
 from backend.params import DetectParams
-from backend.pipeline import detect
 from tests.test_pipeline import difference_model, square_pair
 
 qgis_core = pytest.importorskip("qgis.core", reason="QGIS (python3-qgis) is not installed")
 pytestmark = pytest.mark.qgis
 
-from qgis_clipcd.layers import ALIASES, add_results, run_name  # noqa: E402
+from qgis_clipcd.detection.layers import ALIASES, add_results, run_name  # noqa: E402
 
 
 @pytest.fixture

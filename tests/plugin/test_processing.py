@@ -135,7 +135,7 @@ def test_the_dock_and_processing_give_the_same_polygons(
 ) -> None:
     import processing
 
-    from qgis_clipcd.dock import ClipCDDock
+    from qgis_clipcd.dock.widget import ClipCDDock
     from tests.plugin.helpers import wait_for_task
 
     before, after = write_pair(tmp_path)
@@ -243,12 +243,13 @@ def test_qgis_process_runs_the_algorithm(tmp_path: Path) -> None:
 
 def test_parameters_become_run_params(tmp_path: Path, provider: object) -> None:
     """EXTENT in another CRS is converted to the before raster's; prompts, bands and defaults pass through."""
-    from qgis_clipcd.algorithm import DetectChangeAlgorithm
+    from qgis_clipcd.processing_provider.algorithm import DetectChangeAlgorithm
 
     before, after = write_pair(tmp_path)
     algorithm = qgis_core.QgsApplication.processingRegistry().createAlgorithmById("clipcd:detect_change")
     assert isinstance(algorithm, DetectChangeAlgorithm)
     context = qgis_core.QgsProcessingContext()
+    context.setProject(qgis_core.QgsProject.instance())  # as Processing sets it: transforms read the project's context
     utm = qgis_core.QgsCoordinateReferenceSystem("EPSG:32631")
     wgs84 = qgis_core.QgsCoordinateReferenceSystem("EPSG:4326")
     transform = qgis_core.QgsCoordinateTransform(utm, wgs84, qgis_core.QgsProject.instance())

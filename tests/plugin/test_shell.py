@@ -91,7 +91,7 @@ def test_plugin_loads_twice(qgis_iface: object) -> None:
 def test_the_dock_shows_the_check_made_on_load(qgis_iface: object, monkeypatch: pytest.MonkeyPatch) -> None:
     """One engine check per start: the dock opened later reuses the plugin's instead of running its own."""
     import qgis_clipcd
-    from qgis_clipcd import engine_panel
+    from qgis_clipcd.dock import engine_panel
     from tests.plugin.helpers import wait_for_task
 
     monkeypatch.setenv("CLIPCD_PYTHON", sys.executable)

@@ -14,9 +14,9 @@ from tests.plugin.helpers import raster_pair, wait_for_task
 qgis_core = pytest.importorskip("qgis.core", reason="QGIS (python3-qgis) is not installed")
 pytestmark = pytest.mark.qgis
 
+from qgis_clipcd.detection.task import DetectTask  # noqa: E402
+from qgis_clipcd.engine.worker import WorkerResult  # noqa: E402
 from qgis_clipcd.params import RunParams  # noqa: E402
-from qgis_clipcd.task import DetectTask  # noqa: E402
-from qgis_clipcd.worker import WorkerResult  # noqa: E402
 
 CRITICAL = qgis_core.Qgis.MessageLevel.Critical
 SUCCESS = qgis_core.Qgis.MessageLevel.Success
@@ -53,8 +53,8 @@ def groups() -> list[str]:
 
 
 def test_success_adds_a_styled_group_from_the_task_thread(tmp_path: Path, qgis_iface, qgis_new_project) -> None:
+    from backend.inference.pipeline import detect
     from backend.params import DetectParams
-    from backend.pipeline import detect
     from tests.test_pipeline import difference_model, square_pair
 
     before, after = square_pair(tmp_path)
@@ -165,7 +165,7 @@ def test_a_worker_killed_mid_run_is_an_error_and_qgis_lives_on(tmp_path: Path, q
     python.write_text(
         "#!/bin/sh\n"
         f'exec "{sys.executable}" -c "'
-        "import os, signal, runpy, backend.model_source as source; "
+        "import os, signal, runpy, backend.inference.model_source as source; "
         "load = source.resolve; "
         "source.resolve = lambda *a, **k: (load(*a, **k), os.kill(os.getpid(), signal.SIGKILL)); "
         # sys.argv is ['-c', '-m', 'backend', 'detect', ...]: drop '-m backend'

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from qgis_clipcd import worker as worker_module
+from qgis_clipcd.engine import environment
+from qgis_clipcd.engine.environment import find_python, worker_env
+from qgis_clipcd.engine.worker import Worker, WorkerResult
 from qgis_clipcd.params import RunParams, parse_bands, split_prompts
-from qgis_clipcd.worker import Worker, WorkerResult, find_python, worker_env
 from tests.conftest import REPO_ROOT
 from tests.plugin import write_pair
 
@@ -96,9 +97,9 @@ def test_find_python(monkeypatch: pytest.MonkeyPatch) -> None:
     assert found is not None and Path(found).parent == Path(sys.executable).parent
     assert Path(found).resolve() == Path(sys.executable).resolve()
     monkeypatch.setattr(sys, "executable", "/home/me/.pyenv/shims/python3")  # what embedded QGIS may report
-    assert Path(str(worker_module.qgis_python())).parent == Path(sys.exec_prefix) / "bin"
-    monkeypatch.setattr(worker_module, "qgis_python", lambda: None)
-    monkeypatch.setattr(worker_module, "configured_python", lambda: "/configured/python")
+    assert Path(str(environment.qgis_python())).parent == Path(sys.exec_prefix) / "bin"
+    monkeypatch.setattr(environment, "qgis_python", lambda: None)
+    monkeypatch.setattr(environment, "configured_python", lambda: "/configured/python")
     assert find_python() == "/configured/python"
 
 

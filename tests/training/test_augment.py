@@ -1,10 +1,10 @@
-"""training.augment: ChangeCLIP's rotation, flips and per-date photometric distortion on batches."""
+"""training.data.augment: ChangeCLIP's rotation, flips and per-date photometric distortion on batches."""
 
 from __future__ import annotations
 
 import torch
 
-from training.augment import IGNORE, augment, flip, photometric, rotate, swap_dates, zoom
+from training.data.augment import IGNORE, augment, flip, photometric, rotate, swap_dates, zoom
 
 
 def _batch(n: int = 4, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

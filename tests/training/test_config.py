@@ -1,4 +1,4 @@
-"""training.config: checked sections, ``key=value`` overrides, YAML and TOML files, data sources."""
+"""training.fit.config: checked sections, ``key=value`` overrides, YAML and TOML files, data sources."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from backend.errors import InputError
 from tests.training.tinyrun import tiny_config, write_config
-from training.config import (
+from training.fit.config import (
     Source,
     TrainConfig,
     apply_overrides,

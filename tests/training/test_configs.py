@@ -14,10 +14,10 @@ import pytest
 
 from backend.model import list_models
 from tests.training.fakedata import make_cdd, make_levircd, make_levircd_plus, make_sysucd, make_whucd
-from training.config import Source, TrainConfig, load_config
-from training.data import open_source
+from training.data.loaders import open_source
 from training.datasets import DATASETS
-from training.predict import PROTOCOLS
+from training.evaluation.predict import PROTOCOLS
+from training.fit.config import Source, TrainConfig, load_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs"
 ALL = sorted(CONFIGS.glob("*.yaml")) + sorted(CONFIGS.glob("*.toml"))

@@ -1,4 +1,4 @@
-"""training.data: sources filtered by stem, the crop pool, reflect padding, and eval sets."""
+"""training.data.loaders: sources filtered by stem, the crop pool, reflect padding, and eval sets."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import torch
 
 from backend.errors import InputError
 from tests.training.tinyrun import make_pairs
-from training.augment import IGNORE
-from training.config import Source
-from training.data import CropPool, collate, eval_set, open_source, source_root
+from training.data.augment import IGNORE
+from training.data.loaders import CropPool, collate, eval_set, open_source, source_root
+from training.fit.config import Source
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader
 
 from backend.errors import InputError
 from tests.training import fakedata
+from training.data.imageio import read_image, read_label, sniff
 from training.datasets import CDD, DATASETS, ChangeDataset, FolderDataset, LEVIRCDPlus, get_dataset
-from training.imageio import read_image, read_label, sniff
 
 CASES = [(name, split) for name in fakedata.GENERATORS for split in ("train", "val", "test")]
 

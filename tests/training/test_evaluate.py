@@ -19,9 +19,9 @@ from backend.model.modelfile import FORMAT_VERSION
 from tests.conftest import REPO_ROOT, _samples
 from tests.rasters import utm_transform, write_raster
 from training.datasets import get_dataset
-from training.evaluate import evaluate, main
-from training.metrics import ConfusionMatrix
-from training.predict import PROTOCOLS, Job, run_jobs
+from training.evaluation.evaluate import evaluate, main
+from training.evaluation.metrics import ConfusionMatrix
+from training.evaluation.predict import PROTOCOLS, Job, run_jobs
 
 
 def _card(threshold: float = 0.5, tile_size: int = 64, overlap: int = 16) -> ModelCard:

@@ -12,7 +12,8 @@ from safetensors import safe_open
 
 from backend.model import load_model, read_card
 from tests.training.tinyrun import kept_threads, make_pairs, read_json, write_config
-from training import export, train
+from training.fit import train
+from training.modelfile import export
 
 
 @pytest.fixture(autouse=True)

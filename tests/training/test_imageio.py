@@ -1,4 +1,4 @@
-"""training.imageio: format sniffing, band counts, data types, labels and the rasterio fallback."""
+"""training.data.imageio: format sniffing, band counts, data types, labels and the rasterio fallback."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rasterio.transform import from_origin
 
 from backend.errors import InputError, RasterError
 from tests.rasters import write_raster
-from training.imageio import read_image, read_label, read_rgb, sniff
+from training.data.imageio import read_image, read_label, read_rgb, sniff
 
 RNG = np.random.default_rng(0)
 

@@ -18,8 +18,14 @@ import torch
 
 from backend.errors import InputError, ModelFileError
 from backend.model import load_model, read_card
-from training.changeclip_checkpoint import backend_name, convert, detect_family, read_checkpoint, unused_reason
-from training.import_changeclip import (
+from training.modelfile.changeclip_checkpoint import (
+    backend_name,
+    convert,
+    detect_family,
+    read_checkpoint,
+    unused_reason,
+)
+from training.modelfile.import_changeclip import (
     CONFIGS,
     IncompleteImportError,
     backend_shapes,
@@ -194,7 +200,7 @@ def test_cli_refuses_other_configs_and_the_other_backbone(tmp_path, capsys):
 def test_incomplete_checkpoint_fails_with_exit_2_and_lists_what_is_missing(tmp_path, capsys, monkeypatch):
     config = "changeclip-vit-b16"
     reference = {k: v for k, v in reference_state_dict(config, meta=True).items() if not k.startswith("neck.")}
-    monkeypatch.setattr("training.import_changeclip.read_checkpoint", lambda path: reference)
+    monkeypatch.setattr("training.modelfile.import_changeclip.read_checkpoint", lambda path: reference)
     out = tmp_path / "m.safetensors"
     with pytest.raises(IncompleteImportError, match="--allow-partial") as caught:
         import_changeclip(tmp_path / "ckpt.pth", config, out)

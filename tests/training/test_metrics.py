@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 
 from backend.errors import InputError
-from training.metrics import ConfusionMatrix
+from training.evaluation.metrics import ConfusionMatrix
 
 
 def _masks() -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""training.mine_prompts and training.prompt_cache on a generated 2-image tree with a tiny random CLIP."""
+"""training.mine_prompts and training.prompts.prompt_cache on a generated 2-image tree with a tiny random CLIP."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from backend.errors import InputError
 from backend.model.config import ClipSpec
 from backend.model.prompts import CHANGECLIP_CLASSES
 from backend.model.weights import build_clip
-from training.mine_prompts import build_miner, main, mine_dataset
-from training.prompt_cache import (
+from training.prompts.mine_prompts import build_miner, main, mine_dataset
+from training.prompts.prompt_cache import (
     find_prompt_cache,
     load_prompt_cache,
     read_prompt_cache,

@@ -1,4 +1,4 @@
-"""training.optim: AdamW's parameter groups, the warm-up + poly schedule, and the change loss."""
+"""training.fit.optim: AdamW's parameter groups, the warm-up + poly schedule, and the change loss."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from backend.model import create_model
-from training.augment import IGNORE
-from training.optim import WARMUP_START, build_optimizer, change_loss, lr_factor, parameter_groups
+from training.data.augment import IGNORE
+from training.fit.optim import WARMUP_START, build_optimizer, change_loss, lr_factor, parameter_groups
 
 
 class _Net(nn.Module):

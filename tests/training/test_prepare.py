@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from tests.training import fakedata
+from training.data.imageio import read_image, read_label
+from training.data.prepare import main
+from training.data.tiles import merge_and
 from training.datasets import get_dataset
-from training.imageio import read_image, read_label
-from training.prepare import main
-from training.tiles import merge_and
 
 SIZE = 300  # -> 2 x 2 tiles of 256 at stride 192
 

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from training.reproduce import PAPER, build_table, main, read_runs
+from training.evaluation.reproduce import PAPER, build_table, main, read_runs
 
 
 def _run(root: Path, name: str, model: str, dataset: str, iou: float, mtime: float | None = None) -> Path:

@@ -8,10 +8,10 @@ import pytest
 
 from backend.model import load_model
 from tests.conftest import REPO_ROOT
-from training.config import load_config
-from training.data import eval_set
-from training.evaluate import evaluate
-from training.models import describe_sources
+from training.data.loaders import eval_set
+from training.evaluation.evaluate import evaluate
+from training.fit.config import load_config
+from training.fit.models import describe_sources
 
 SHIPPED = REPO_ROOT / "resources" / "models" / "clipcd-default.safetensors"
 RECIPE = REPO_ROOT / "training" / "configs" / "default-model.yaml"

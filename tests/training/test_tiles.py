@@ -1,4 +1,4 @@
-"""training.tiles: ChangeCLIP's 256 / 192 reflect-padded tiling and its AND merge."""
+"""training.data.tiles: ChangeCLIP's 256 / 192 reflect-padded tiling and its AND merge."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from backend.errors import InputError
-from training.tiles import Cut, cut, merge_and, padded_size, padding, tile_starts
+from training.data.tiles import Cut, cut, merge_and, padded_size, padding, tile_starts
 
 RNG = np.random.default_rng(0)
 

@@ -19,7 +19,8 @@ import pytest
 from backend.model import load_model
 from tests.conftest import REPO_ROOT
 from tests.training.tinyrun import kept_threads, make_pairs, metrics_rows, read_json, write_config
-from training import evaluate, train
+from training.evaluation import evaluate
+from training.fit import train
 
 RUN_FILES = ("last.safetensors", "best.safetensors", "last.state.pt", "metrics.csv", "run.json", "config.json")
 #: Four LEVIR-CD crops with change in them (../shared/data/levir-cd-crops).

@@ -1,4 +1,4 @@
-"""training.validate: the pooled and the balanced rule for the best checkpoint and the card's threshold."""
+"""training.fit.validate: the pooled and the balanced rule for the best checkpoint and the card's threshold."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from training import validate
-from training.config import TrainConfig
-from training.distributed import Context
-from training.metrics import ConfusionMatrix
-from training.validate import SWEEP, Validator
+from training.evaluation.metrics import ConfusionMatrix
+from training.fit import validate
+from training.fit.config import TrainConfig
+from training.fit.distributed import Context
+from training.fit.validate import SWEEP, Validator
 
 
 def _metrics(tp: int, fp: int, fn: int, tn: int = 10**6) -> dict[str, Any]:

@@ -4,7 +4,7 @@
 
     root = make_pairs(tmp_path / "data", count=3)
     config = write_config(tmp_path / "tiny.yaml", root, train={"iterations": 4})
-    assert training.train.main(["--config", str(config), "--out", str(tmp_path / "run")]) == 0
+    assert training.fit.train.main(["--config", str(config), "--out", str(tmp_path / "run")]) == 0
 
 The default config trains ``siamese-lite0`` with a random encoder on 64² crops of every pair but
 ``pair_3`` (batch 2, 3 iterations, cached, no augmentation, one thread) and validates on the whole

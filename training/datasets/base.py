@@ -1,7 +1,7 @@
 """The shared base of the change-detection datasets: file discovery per layout, lazy reading, the sample dict.
 
 A subclass only says where a split's files are (:meth:`ChangeDataset._find_files`); reading,
-the input transform (:func:`backend.transform.unit_image` on the whole decoded image), label
+the input transform (:func:`backend.raster.transform.unit_image` on the whole decoded image), label
 binarisation and the random crop live here, so every dataset yields the same sample::
 
     {"image_a": float32 (3, H, W) in [0, 1], "image_b": same, "mask": int64 (H, W) 0/1, 255 = padding,
@@ -21,8 +21,8 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from backend.errors import InputError
-from backend.transform import unit_image
-from training.imageio import read_label, read_rgb
+from backend.raster.transform import unit_image
+from training.data.imageio import read_label, read_rgb
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 IGNORE_INDEX = 255

@@ -1,0 +1,1 @@
+"""The commands: ``python -m backend detect|doctor|models|info`` and ``make demo``."""

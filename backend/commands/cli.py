@@ -1,0 +1,257 @@
+"""Command line: ``python -m backend detect|doctor|models|info``.
+
+``detect --json-progress`` prints one JSON object per line on stdout; this is the protocol the
+QGIS plugin drives the engine with (see the README for the events and their fields). Exit
+codes: 0 success, 2 bad input or a known failure (message says what to do), 130 canceled
+(SIGINT or SIGTERM), 1 an unexpected error (a bug: the traceback is logged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from backend import __version__
+from backend.errors import CanceledError, ClipCDError
+from backend.params import TTA_MODES
+
+_log = logging.getLogger("backend")
+
+EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_CANCELED = 0, 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m backend``."""
+    parser = argparse.ArgumentParser(prog="python -m backend", description="ClipCD change detection engine.")
+    parser.add_argument("--version", action="version", version=f"clipcd {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    detect = commands.add_parser("detect", help="detect change between two rasters")
+    detect.add_argument("--before", type=Path, required=True, help="raster of the earlier date (defines the grid)")
+    detect.add_argument("--after", type=Path, required=True, help="raster of the later date")
+    detect.add_argument("--out", type=Path, required=True, help="output folder")
+    detect.add_argument("--model", type=Path, help="model file (.safetensors); default: the shipped model")
+    detect.add_argument("--prompts", default="", help='class names to look for, e.g. "building,road"')
+    detect.add_argument("--threshold", type=float, help="change probability threshold in [0, 1] (default: card)")
+    detect.add_argument("--min-area", type=float, default=0.0, help="drop polygons smaller than this (m²)")
+    detect.add_argument("--simplify", type=float, default=0.0, help="simplification tolerance in CRS units")
+    detect.add_argument("--cleanup", type=int, default=0, help="morphological clean-up radius in pixels")
+    detect.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    detect.add_argument("--tile", type=int, help="tile size in pixels (default: card, 256)")
+    detect.add_argument("--overlap", type=int, help="tile overlap in pixels (default: card, 64)")
+    detect.add_argument("--batch-size", type=int, default=8, help="tile pairs per forward pass")
+    detect.add_argument(
+        "--tta",
+        default="none",
+        choices=TTA_MODES,
+        help="test-time augmentation: average over mirrored (flips, 4x time) or also rotated (d4, 8x) tiles",
+    )
+    detect.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax in the before raster's CRS")
+    detect.add_argument("--bands", type=_bands, help="red,green,blue band numbers, e.g. 1,2,3 or 4,3,2")
+    detect.add_argument(
+        "--probability-dtype", default="uint8", choices=["uint8", "float16"], help="probability.tif data type"
+    )
+    detect.add_argument("--no-preview", action="store_true", help="do not write preview.png")
+    detect.add_argument("--json-progress", action="store_true", help="print JSON lines instead of a progress bar")
+    detect.set_defaults(handler=_cmd_detect)
+
+    doctor = commands.add_parser("doctor", help="check the installation and the GPU")
+    doctor.set_defaults(handler=_cmd_doctor)
+
+    from backend.model.cli import add_parsers
+
+    add_parsers(commands)
+    from backend.inference.model_source import default_model_file
+
+    commands.choices["info"].set_defaults(default_model=default_model_file())
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    json_mode = bool(getattr(args, "json_progress", False))
+    _setup_logging(args.verbose, json_mode)
+    try:
+        return int(args.handler(args))
+    except CanceledError as exc:
+        _report_error(json_mode, exc, "canceled")
+        return EXIT_CANCELED
+    except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: stop now (outputs are still cleaned up)
+        _report_error(json_mode, CanceledError("Canceled by the user; partial outputs were removed."), "canceled")
+        return EXIT_CANCELED
+    except ClipCDError as exc:
+        _report_error(json_mode, exc, type(exc).__name__)
+        return EXIT_INPUT
+    except Exception as exc:
+        _log.exception("unexpected error")
+        _report_error(json_mode, exc, "bug")
+        return EXIT_BUG
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from backend.inference.pipeline import detect
+    from backend.params import DetectParams
+
+    params = DetectParams(
+        before=args.before,
+        after=args.after,
+        out_dir=args.out,
+        model=args.model,
+        prompts=tuple(p.strip() for p in args.prompts.split(",") if p.strip()),
+        threshold=args.threshold,
+        min_area=args.min_area,
+        simplify=args.simplify,
+        cleanup=args.cleanup,
+        device=args.device,
+        tile=args.tile,
+        overlap=args.overlap,
+        extent=args.extent,
+        bands=args.bands,
+        batch_size=args.batch_size,
+        tta=args.tta,
+        write_preview=not args.no_preview,
+        probability_dtype=args.probability_dtype,
+    )
+    cancel = _install_cancel_handlers()
+    if args.json_progress:
+        _emit({"event": "start", "before": str(params.before), "after": str(params.after), "out": str(params.out_dir)})
+        result = detect(params, _json_progress(), cancel.is_set)
+        _emit(
+            {
+                "event": "done",
+                "outputs": {key: str(path) for key, path in result.outputs.items()},
+                "polygons": result.polygons,
+                "changed_area_m2": round(result.changed_area_m2, 3),
+                "seconds": round(result.seconds, 3),
+                "tiles": result.tiles,
+                "tiles_per_second": round(result.tiles_per_second, 3),
+                "device": result.device,
+                "model": result.model,
+                "threshold": result.threshold,
+            }
+        )
+    else:
+        bar = _ProgressBar(sys.stderr)
+        result = detect(params, bar, cancel.is_set)
+        bar.close()
+        _log.info("%s", result.summary())
+        for name, path in result.outputs.items():
+            _log.info("  %-12s %s", name, path)
+    return EXIT_OK
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from backend.commands.doctor import run_doctor
+
+    return run_doctor(sys.stdout)
+
+
+def _extent(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"extent {text!r} must be four numbers xmin,ymin,xmax,ymax") from None
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"extent {text!r} must be four numbers xmin,ymin,xmax,ymax")
+    return values[0], values[1], values[2], values[3]
+
+
+def _bands(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bands {text!r} must be band numbers like 1,2,3") from None
+
+
+def _install_cancel_handlers() -> threading.Event:
+    """SIGINT and SIGTERM request a clean cancel: the run stops within one batch and cleans up."""
+    cancel = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if cancel.is_set():  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        _log.warning("cancel requested (signal %d); stopping after the current batch", signum)
+        cancel.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+    return cancel
+
+
+def _emit(event: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def _json_progress() -> Any:
+    last = [-1.0]
+
+    def report(fraction: float, message: str) -> None:
+        if fraction - last[0] >= 0.005 or fraction >= 1.0:
+            last[0] = fraction
+            _emit({"event": "progress", "fraction": round(fraction, 4), "message": message})
+
+    return report
+
+
+class _JsonLogHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        _emit({"event": "log", "level": record.levelname, "message": record.getMessage()})
+
+
+def _setup_logging(verbose: bool, json_mode: bool) -> None:
+    handler: logging.Handler = _JsonLogHandler() if json_mode else logging.StreamHandler(sys.stderr)
+    if not json_mode:
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("rasterio", "fiona", "pyogrio", "PIL", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _report_error(json_mode: bool, exc: BaseException, kind: str) -> None:
+    if json_mode:
+        _emit({"event": "error", "kind": kind, "message": str(exc)})
+    else:
+        sys.stderr.write(f"error: {exc}\n")
+
+
+class _ProgressBar:
+    """A one-line text progress bar on a terminal; plain log lines elsewhere."""
+
+    def __init__(self, stream: TextIO, width: int = 30) -> None:
+        self.stream = stream
+        self.width = width
+        self.tty = stream.isatty()
+        self.started = time.perf_counter()
+        self._last = -1.0
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if self.tty:
+            filled = int(self.width * fraction)
+            elapsed = time.perf_counter() - self.started
+            self.stream.write(
+                f"\r[{'#' * filled}{'.' * (self.width - filled)}] {fraction:6.1%} {elapsed:6.1f}s {message:<30}"
+            )
+            self.stream.flush()
+        elif fraction - self._last >= 0.1 or fraction >= 1.0:
+            self._last = fraction
+            self.stream.write(f"{fraction:6.1%} {message}\n")
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")

@@ -1,0 +1,1 @@
+"""The tile run: the processing grid cut into tiles, each through the model, the change logits handed on."""

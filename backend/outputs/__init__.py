@@ -1,0 +1,1 @@
+"""Outputs: change logits in, probability and mask GeoTIFFs, a preview and change polygons out."""

@@ -1,0 +1,1 @@
+"""The Processing provider ``clipcd`` and its algorithm ``clipcd:detect_change``."""

@@ -1,0 +1,1 @@
+"""Training data: a config's data sources to crops, batches and augmentations."""

@@ -1,0 +1,1 @@
+"""The training run: config, model, optimiser, one or many processes, checkpoints, log and validation."""

