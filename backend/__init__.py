@@ -6,4 +6,4 @@ write, vectorize), driven by :func:`backend.inference.pipeline.detect`; ``comman
 command line. Each package's README says what enters and what leaves.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"

@@ -16,6 +16,9 @@ from backend.errors import InputError
 #: Test-time augmentation modes (``backend.inference.tta``): one pass, 4 mirrored copies, 8 turned and mirrored copies.
 TTA_MODES = ("none", "flips", "d4")
 
+#: How raw values become the model's input (``backend.raster.transform``, ``backend.raster.radiometry``).
+STRETCH_CHOICES = ("auto", "percentile", "none", "sentinel-2", "landsat")
+
 Device = Literal["auto", "cpu", "cuda", "mps"]
 ProbabilityDtype = Literal["uint8", "float16"]
 Extent = tuple[float, float, float, float]
@@ -41,8 +44,14 @@ class DetectParams:
         overlap: Overlap between neighbouring tiles in pixels; None uses the card's.
         extent: (xmin, ymin, xmax, ymax) in the before raster's CRS; None uses the overlap
             of the two rasters.
-        bands: 1-based band indexes for red, green, blue, applied to both rasters; None picks
+        bands: The three bands that feed the model, by 1-based number or by name (a band
+            description such as "B04", a band code, or a colour word such as "red"), the same for
+            both rasters; None matches the model's bands to the rasters' band descriptions, else
             RGB by colour interpretation, else the first three bands.
+        stretch: How raw values become the model's input: "auto" (uint8 / 255; other types by the
+            card's sensor rule, else a 2-98 % stretch), "percentile", "none", "sentinel-2", "landsat".
+        s2_offset: Sentinel-2's DN offset (0, or -1000 from processing baseline 04.00) for rasters
+            whose metadata does not state it; None means 0.
         batch_size: Tile pairs per forward pass (halved automatically on CUDA out-of-memory).
         tta: Test-time augmentation: "none", "flips" (4 passes) or "d4" (8 passes); see backend.inference.tta.
         write_preview: Also write preview.png (before | after | change overlay).
@@ -62,7 +71,9 @@ class DetectParams:
     tile: int | None = None
     overlap: int | None = None
     extent: Extent | None = None
-    bands: tuple[int, ...] | None = None
+    bands: tuple[int | str, ...] | None = None
+    stretch: str = "auto"
+    s2_offset: float | None = None
     batch_size: int = 8
     tta: str = "none"
     write_preview: bool = True
@@ -94,10 +105,17 @@ class DetectParams:
                     f"extent={self.extent} has zero or negative size; "
                     "give xmin,ymin,xmax,ymax with xmax > xmin and ymax > ymin."
                 )
-        if self.bands is not None and (len(self.bands) != 3 or any(b < 1 for b in self.bands)):
+        if self.bands is not None and (
+            len(self.bands) != 3 or any(b < 1 if isinstance(b, int) else not b.strip() for b in self.bands)
+        ):
             raise InputError(
-                f"bands={self.bands} must be three 1-based band numbers for red, green, blue, e.g. --bands 1,2,3."
+                f"bands={self.bands} must be three 1-based band numbers or band names, e.g. --bands 1,2,3 "
+                "or --bands B04,B03,B02 or --bands red,green,blue."
             )
+        if self.stretch not in STRETCH_CHOICES:
+            raise InputError(f"stretch={self.stretch!r} is not one of {', '.join(STRETCH_CHOICES)}.")
+        if self.s2_offset not in (None, 0, -1000):
+            raise InputError(f"s2_offset={self.s2_offset} must be 0 or -1000 (processing baseline 04.00 and later).")
         if self.probability_dtype not in ("uint8", "float16"):
             raise InputError(f"probability_dtype={self.probability_dtype!r} is not one of uint8, float16.")
         if self.device not in ("auto", "cpu", "cuda", "mps"):

@@ -28,7 +28,8 @@ class RunParams:
         min_area: Polygons smaller than this many square metres are dropped.
         device: "auto", "cpu" or "cuda".
         extent: (xmin, ymin, xmax, ymax) in the before raster's CRS; None uses the rasters' overlap.
-        bands: 1-based red, green, blue band numbers; None lets the engine choose.
+        bands: The model's bands (red, green, blue) by 1-based number or by name (``B04``, ``red``);
+            None lets the engine choose by the rasters' band names.
         tta: Test-time augmentation, one of :data:`TTA_MODES` (more accurate, 4x or 8x slower).
     """
 
@@ -41,7 +42,7 @@ class RunParams:
     min_area: float = 0.0
     device: str = "auto"
     extent: tuple[float, float, float, float] | None = None
-    bands: tuple[int, int, int] | None = None
+    bands: tuple[int | str, ...] | None = None
     tta: str = "none"
 
     def to_argv(self) -> list[str]:
@@ -75,18 +76,22 @@ def split_prompts(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.replace("\n", ",").split(",") if p.strip())
 
 
-def parse_bands(text: str) -> tuple[int, int, int] | None:
-    """Band numbers typed as "r,g,b" (1-based); empty text gives None.
+def parse_bands(text: str) -> tuple[int | str, ...] | None:
+    """Bands typed as "r,g,b": 1-based numbers or names (``4,3,2``, ``B04,B03,B02``, ``red,green,blue``).
+
+    Empty text gives None (the engine picks the bands by name). Names are checked by the engine,
+    which knows the rasters' band descriptions.
 
     Raises:
-        ValueError: when the text is not three positive whole numbers; the message says what to type.
+        ValueError: when the text is not three numbers or names; the message says what to type.
     """
     if not text.strip():
         return None
-    try:
-        values = [int(v) for v in text.replace(" ", "").split(",")]
-    except ValueError:
-        raise ValueError(f"bands {text!r} must be three band numbers like 1,2,3 or 4,3,2") from None
-    if len(values) != 3 or any(v < 1 for v in values):
-        raise ValueError(f"bands {text!r} must be three band numbers like 1,2,3 or 4,3,2 (1-based)")
-    return values[0], values[1], values[2]
+    tokens = [token.strip() for token in text.split(",")]
+    hint = "like 4,3,2 or B04,B03,B02 or red,green,blue"
+    if len(tokens) != 3 or not all(tokens):
+        raise ValueError(f"bands {text!r} must be three band numbers or names {hint}")
+    values = tuple(int(token) if token.isdigit() else token for token in tokens)
+    if any(value == 0 for value in values):
+        raise ValueError(f"bands {text!r}: band numbers start at 1 ({hint})")
+    return values

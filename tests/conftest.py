@@ -20,6 +20,9 @@ def _samples() -> Path | None:
     return folder if folder.is_dir() else None
 
 
+SAMPLES = _samples()  # None when the real samples are absent
+
+
 @pytest.fixture(scope="session")
 def samples() -> Path:
     """The real samples folder (../shared/data or $CLIPCD_SAMPLES); skips the test when absent."""

@@ -42,6 +42,8 @@ def write_raster(
     mask: np.ndarray | None = None,
     overviews: Sequence[int] = (),
     tiled: bool = False,
+    descriptions: Sequence[str] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> Path:
     """Write ``data`` ``(bands, h, w)`` (or ``(h, w)``) as a GeoTIFF and return its path.
 
@@ -74,6 +76,10 @@ def write_raster(
             dst.colorinterp = list(colorinterp)
         if mask is not None:
             dst.write_mask(np.where(mask, 255, 0).astype(np.uint8))
+        for index, description in enumerate(descriptions or (), start=1):
+            dst.set_band_description(index, description)
+        if tags:
+            dst.update_tags(**tags)
         if overviews:
             dst.build_overviews(list(overviews), Resampling.nearest)
     return path

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from backend import __version__
 from backend.errors import CanceledError, ClipCDError
-from backend.params import TTA_MODES
+from backend.params import STRETCH_CHOICES, TTA_MODES
 
 _log = logging.getLogger("backend")
 
@@ -57,7 +57,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="test-time augmentation: average over mirrored (flips, 4x time) or also rotated (d4, 8x) tiles",
     )
     detect.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax in the before raster's CRS")
-    detect.add_argument("--bands", type=_bands, help="red,green,blue band numbers, e.g. 1,2,3 or 4,3,2")
+    detect.add_argument(
+        "--bands",
+        type=_bands,
+        help="the model's bands (red,green,blue) by number or name: 4,3,2 or B04,B03,B02 or red,green,blue "
+        "(default: by the band descriptions, else colour interpretation, else 1,2,3)",
+    )
+    detect.add_argument(
+        "--stretch",
+        default="auto",
+        choices=STRETCH_CHOICES,
+        help="raw values to model input: auto (8-bit /255, raw bands by the model card's sensor rule, else 2-98 %%), "
+        "percentile, none, sentinel-2 (DN/10000), landsat (Collection 2 L2: DN*0.0000275-0.2)",
+    )
+    detect.add_argument(
+        "--s2-offset",
+        type=float,
+        choices=[0.0, -1000.0],
+        help="Sentinel-2 DN offset when the metadata does not state it: -1000 from processing baseline 04.00 (2022)",
+    )
     detect.add_argument(
         "--probability-dtype", default="uint8", choices=["uint8", "float16"], help="probability.tif data type"
     )
@@ -67,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="check the installation and the GPU")
     doctor.set_defaults(handler=_cmd_doctor)
+
+    from backend.commands.stack import add_parser as add_stack_parser
+
+    add_stack_parser(commands)
 
     from backend.model.cli import add_parsers
 
@@ -103,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cmd_detect(args: argparse.Namespace) -> int:
     from backend.inference.pipeline import detect
     from backend.params import DetectParams
+    from backend.raster.pixel_size import raster_pixel_size_m
 
     params = DetectParams(
         before=args.before,
@@ -119,6 +142,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         extent=args.extent,
         bands=args.bands,
+        stretch=args.stretch,
+        s2_offset=args.s2_offset,
         batch_size=args.batch_size,
         tta=args.tta,
         write_preview=not args.no_preview,
@@ -126,7 +151,15 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     )
     cancel = _install_cancel_handlers()
     if args.json_progress:
-        _emit({"event": "start", "before": str(params.before), "after": str(params.after), "out": str(params.out_dir)})
+        _emit(
+            {
+                "event": "start",
+                "before": str(params.before),
+                "after": str(params.after),
+                "out": str(params.out_dir),
+                "pixel_size_m": raster_pixel_size_m(params.before),
+            }
+        )
         result = detect(params, _json_progress(), cancel.is_set)
         _emit(
             {
@@ -168,11 +201,13 @@ def _extent(text: str) -> tuple[float, float, float, float]:
     return values[0], values[1], values[2], values[3]
 
 
-def _bands(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bands {text!r} must be band numbers like 1,2,3") from None
+def _bands(text: str) -> tuple[int | str, ...]:
+    tokens = [token.strip() for token in text.split(",")]
+    if len(tokens) != 3 or not all(tokens):
+        raise argparse.ArgumentTypeError(
+            f"bands {text!r} must be three band numbers or names, e.g. 4,3,2 or B04,B03,B02 or red,green,blue"
+        )
+    return tuple(int(token) if token.isdigit() else token for token in tokens)
 
 
 def _install_cancel_handlers() -> threading.Event:
@@ -209,7 +244,9 @@ def _json_progress() -> Any:
 
 class _JsonLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        _emit({"event": "log", "level": record.levelname, "message": record.getMessage()})
+        event = {"event": "log", "level": record.levelname, "message": record.getMessage()}
+        event.update(getattr(record, "fields", None) or {})
+        _emit(event)
 
 
 def _setup_logging(verbose: bool, json_mode: bool) -> None:

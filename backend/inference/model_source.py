@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from backend.model import ModelCard, build_card, create_model, load_model
+from backend.model import ModelCard, build_card, create_model, load_model, read_card
 
 _log = logging.getLogger(__name__)
 
@@ -42,6 +42,12 @@ def default_model_file() -> Path | None:
     configured = os.environ.get("CLIPCD_MODEL")
     path = Path(configured) if configured else DEFAULT_MODEL_FILE
     return path if path.is_file() else None
+
+
+def peek_card(path: Path | None) -> ModelCard | None:
+    """The card of ``path`` (else of the default model file) read without its tensors; None without a file."""
+    chosen = path or default_model_file()
+    return read_card(chosen) if chosen is not None else None
 
 
 def resolve(path: Path | None, device: torch.device) -> LoadedModel:

@@ -1,7 +1,7 @@
 """One detection run, end to end: two rasters in, change rasters and polygons out.
 
-Stages run in one direction: ``io`` -> ``tiling`` -> ``predict`` -> ``stitch`` -> ``write``
--> ``vectorize`` -> ``preview``. Every output is first written into a hidden staging folder
+Stages run in one direction: ``raster.io`` -> ``tiling`` -> ``predict`` -> ``outputs``
+(``stitch`` -> ``write`` -> ``vectorize`` -> ``preview``). Every output is first written into a hidden staging folder
 inside the output folder and moved into place only when the whole run succeeded, so an
 error or a cancel never leaves a half-written or mixed set of files behind.
 """
@@ -19,10 +19,11 @@ import numpy as np
 import rasterio
 import rasterio.errors
 
-from backend.errors import InputError, OutputError
+from backend.errors import OutputError
 from backend.inference import model_source
 from backend.inference.predict import Predictor, select_device
 from backend.inference.tiling import tile_grid
+from backend.model import ModelCard
 from backend.outputs.preview import PreviewSampler, write_preview
 from backend.outputs.stitch import Stitcher, to_mask
 from backend.outputs.vectorize import vectorize
@@ -30,6 +31,9 @@ from backend.outputs.write import mask_writer, probability_writer
 from backend.params import DetectParams
 from backend.progress import CancelFn, ProgressFn, check_canceled, never_canceled, no_progress, scaled
 from backend.raster import io
+from backend.raster.bands import RGB
+from backend.raster.pixel_size import PixelSize, range_warning
+from backend.raster.pixel_size import describe as describe_pixel_size
 
 _log = logging.getLogger(__name__)
 
@@ -50,12 +54,14 @@ class DetectResult:
     model: str
     threshold: float
     grid_size: tuple[int, int]
+    pixel_size_m: PixelSize | None = None
 
     def summary(self) -> str:
         """One human-readable paragraph for the end of a CLI run."""
         hectares = self.changed_area_m2 / 10_000
         return (
             f"{self.polygons} change polygons, {self.changed_area_m2:,.0f} m² ({hectares:,.2f} ha) changed; "
+            f"pixels {describe_pixel_size(self.pixel_size_m)}; "
             f"{self.tiles} tiles in {self.seconds:.1f} s ({self.tiles_per_second:.1f} tiles/s on {self.device}); "
             f"model: {self.model}; threshold {self.threshold:g}; outputs in {self.outputs['mask'].parent}"
         )
@@ -78,13 +84,23 @@ def detect(
     """
     started = time.perf_counter()
     device = select_device(params.device)
+    known = loaded.card if loaded is not None else model_source.peek_card(params.model)
     with (
         rasterio.Env(GDAL_CACHEMAX=io.block_cache_bytes([params.before, params.after], params.tile or 256)),
-        io.RasterPair(params.before, params.after, extent=params.extent, bands=params.bands) as pair,
+        io.RasterPair(
+            params.before,
+            params.after,
+            extent=params.extent,
+            bands=params.bands,
+            stretch=params.stretch,  # type: ignore[arg-type]  # checked by DetectParams
+            model_bands=tuple(getattr(known, "bands", None) or RGB),
+            input_stretch=getattr(known, "input_stretch", None),
+            s2_offset=params.s2_offset,
+        ) as pair,
     ):
         loaded = loaded or model_source.resolve(params.model, device)
         card = loaded.card
-        _check_bands(card, params)
+        warn_outside_range(pair.pixel_size_m, card)
         tile, overlap = params.resolve_tiling(card.tile_size, card.overlap)
         threshold = params.threshold if params.threshold is not None else card.threshold
         grid = pair.grid
@@ -153,17 +169,18 @@ def detect(
         model=loaded.description,
         threshold=threshold,
         grid_size=(grid.width, grid.height),
+        pixel_size_m=pair.pixel_size_m,
     )
 
 
-def _check_bands(card: object, params: DetectParams) -> None:
-    """Refuse to feed an RGB guess to a model trained on other bands: the user must name them."""
-    bands = [str(b).lower() for b in getattr(card, "bands", None) or ("red", "green", "blue")]
-    if bands != ["red", "green", "blue"] and params.bands is None:
-        raise InputError(
-            f"the model expects the bands {', '.join(bands)}, not red, green, blue; "
-            "name the raster bands that hold them with --bands, e.g. --bands 4,3,2."
-        )
+def warn_outside_range(size: PixelSize | None, card: ModelCard) -> str | None:
+    """Log the pixel-size warning (with ``pixel_size_m`` and ``model_range_m`` as fields) when it applies."""
+    span = getattr(card, "pixel_size_range_m", None)  # cards written before the range was recorded have none
+    message = range_warning(size, span)
+    if message is not None and size is not None:
+        fields = {"pixel_size_m": [round(v, 3) for v in size], "model_range_m": span}
+        _log.warning("%s", message, extra={"fields": fields})
+    return message
 
 
 def _make_staging(out_dir: Path) -> tuple[Path, bool]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -22,6 +23,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     """Print a model file's card as JSON; exit 2 with a message on stderr when it cannot be read.
 
+    Two readable lines come first: ``range`` (the pixel sizes and sensors it was trained on, or
+    "range unknown") and ``input_bands`` (names and centre wavelengths).
+
     Without a file, the default model's card (``args.default_model``, set by the top-level CLI).
     """
     path = args.model_file or getattr(args, "default_model", None)
@@ -33,7 +37,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     except ClipCDError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    sys.stdout.write(card.to_json() + "\n")
+    shown = {"range": card.range_text(), "input_bands": card.bands_text(), **json.loads(card.to_json())}
+    sys.stdout.write(json.dumps(shown, indent=2) + "\n")
     return 0
 
 

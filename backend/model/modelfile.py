@@ -25,10 +25,12 @@ from backend.model.factory import ClipCDModel, build_model
 from backend.model.prompts import CHANGECLIP_CLASSES
 from backend.model.weights import check_tensors
 from backend.outputs.files import atomic_output
+from backend.raster.band_names import WAVELENGTH_NM
 
 _logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 CARD_KEY = "clipcd_card"
+INPUT_STRETCH_RULES = ("auto", "sentinel-2", "landsat")
 
 
 @dataclass
@@ -52,6 +54,13 @@ class ModelCard:
         metrics: Evaluation results (name -> value or nested dict).
         software_version: ClipCD version that wrote the file.
         description: Free text.
+        pixel_size_range_m: Smallest and largest pixel size (metres) in the training data; None: unknown
+            (files written before the range was recorded).
+        sensors: The sensors or datasets the training images came from.
+        band_wavelengths_nm: Centre wavelength of each input band, in the order of ``bands``.
+        input_stretch: How raw bands become the model's ``[0, 1]`` input: ``{}`` or ``{"rule": "auto"}``
+            is the engine's default (8-bit / 255, other types 2-98 %), ``{"rule": "sentinel-2" | "landsat",
+            "white": 0.3}`` maps reflectance by the sensor's formula and ``white`` to 1.0 (the training look).
     """
 
     format_version: int
@@ -70,6 +79,24 @@ class ModelCard:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    pixel_size_range_m: list[float] | None = None
+    sensors: list[str] = field(default_factory=list)
+    band_wavelengths_nm: list[int] = field(default_factory=list)
+    input_stretch: dict[str, Any] = field(default_factory=dict)
+
+    def range_text(self) -> str:
+        """``"0.3-1.5 m (LEVIR-CD, ...)"``, or ``"range unknown"`` for cards without a range."""
+        if self.pixel_size_range_m is None:
+            return "range unknown"
+        low, high = self.pixel_size_range_m
+        sensors = f" ({', '.join(self.sensors)})" if self.sensors else ""
+        return f"{low:g}-{high:g} m{sensors}"
+
+    def bands_text(self) -> str:
+        """``"red 665 nm, green 560 nm, blue 490 nm"`` (names only where no wavelength is recorded)."""
+        if len(self.band_wavelengths_nm) != len(self.bands):
+            return ", ".join(self.bands)
+        return ", ".join(f"{name} {nm} nm" for name, nm in zip(self.bands, self.band_wavelengths_nm, strict=True))
 
     def to_json(self) -> str:
         """The card as indented JSON."""
@@ -135,8 +162,29 @@ def _validate(card: ModelCard, source: str) -> None:
         problems.append(f"threshold must be in [0, 1] (got {card.threshold!r})")
     if not isinstance(card.config, dict):
         problems.append("config must be an object")
+    problems += _range_problems(card)
     if problems:
         raise ModelFileError(f"{source}: invalid model card: " + "; ".join(problems))
+
+
+def _range_problems(card: ModelCard) -> list[str]:
+    problems = []
+    span = card.pixel_size_range_m
+    if span is not None and not (
+        isinstance(span, list)
+        and len(span) == 2
+        and all(isinstance(v, int | float) and v > 0 for v in span)
+        and span[0] <= span[1]
+    ):
+        problems.append(f"pixel_size_range_m must be [min, max] in metres, 0 < min <= max (got {span!r})")
+    stretch = card.input_stretch
+    if not isinstance(stretch, dict) or stretch.get("rule", "auto") not in INPUT_STRETCH_RULES:
+        problems.append(f"input_stretch.rule must be one of {', '.join(INPUT_STRETCH_RULES)} (got {stretch!r})")
+    elif stretch.get("rule", "auto") != "auto" and not (
+        isinstance(stretch.get("white"), int | float) and 0 < stretch["white"] <= 2
+    ):
+        problems.append(f"input_stretch.white must be a reflectance in (0, 2] (got {stretch.get('white')!r})")
+    return problems
 
 
 def build_card(
@@ -150,8 +198,14 @@ def build_card(
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     description: str = "",
+    pixel_size_range_m: tuple[float, float] | list[float] | None = None,
+    sensors: list[str] | None = None,
+    input_stretch: dict[str, Any] | None = None,
 ) -> ModelCard:
-    """A card for ``model`` (a :class:`ChangeCLIP` or :class:`ZeroShotChange`)."""
+    """A card for ``model`` (a :class:`ChangeCLIP` or :class:`ZeroShotChange`).
+
+    The bands' wavelengths are filled in from their names (:data:`backend.raster.band_names.WAVELENGTH_NM`).
+    """
     config = model.config
     miner = getattr(model, "miner", None)
     vocabulary = list(miner.vocabulary) if miner is not None else list(config.vocabulary or CHANGECLIP_CLASSES)
@@ -172,6 +226,10 @@ def build_card(
         training=dict(training or {}),
         metrics=dict(metrics or {}),
         description=description or config.description,
+        pixel_size_range_m=list(pixel_size_range_m) if pixel_size_range_m is not None else None,
+        sensors=list(sensors or []),
+        band_wavelengths_nm=[WAVELENGTH_NM[name] for name in bands] if all(b in WAVELENGTH_NM for b in bands) else [],
+        input_stretch=dict(input_stretch or {}),
     )
     _validate(card, "build_card")
     return card

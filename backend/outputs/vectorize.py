@@ -36,7 +36,7 @@ from backend.outputs.files import atomic_output, ensure_writable_folder
 from backend.outputs.stitch import MASK_NODATA
 from backend.outputs.write import AtomicGeoTiff
 from backend.progress import CancelFn, ProgressFn, check_canceled, never_canceled, no_progress, scaled
-from backend.raster.io import block_cache_bytes
+from backend.raster.dataset import block_cache_bytes
 
 _log = logging.getLogger(__name__)
 

@@ -11,24 +11,22 @@ any window of the grid, reaching past its edges if asked.
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import numpy as np
-import rasterio
-from rasterio.enums import MaskFlags, Resampling
-from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from backend.errors import InputError, RasterError
 from backend.raster.bands import (
-    Bands,
+    RGB,
+    BandSpec,
     Stretch,
     StretchMode,
     alpha_bands,
@@ -36,61 +34,15 @@ from backend.raster.bands import (
     choose_stretch,
     pair_bands,
 )
+from backend.raster.dataset import BandView, block_cache_bytes, open_raster
 from backend.raster.grid import Extent, Grid, fmt_box, grid_window, integer_shift
+from backend.raster.pixel_size import PixelSize, pixel_size_m
+from backend.raster.radiometry import DEFAULT_WHITE, describe_scaling, effective_mode, sentinel2_offset
 from backend.raster.transform import SAMPLE_SIDE, sample_shape
 
-__all__ = ["Grid", "RasterPair", "sample_shape"]
+__all__ = ["Grid", "RasterPair", "block_cache_bytes", "sample_shape"]
 
 logger = logging.getLogger(__name__)
-
-
-class _View:
-    """One date's RGB bands seen on the grid: grid pixel (col, row) is dataset pixel (col + dc, row + dr)."""
-
-    def __init__(self, dataset: Any, bands: Bands, col_shift: int, row_shift: int, alpha_band: int | None) -> None:
-        self.dataset = dataset
-        self.indexes = [*bands, alpha_band] if alpha_band is not None else list(bands)
-        self.col_shift = col_shift
-        self.row_shift = row_shift
-        self.has_alpha = alpha_band is not None
-        # Without nodata, masks or alpha, every pixel is valid: skip GDAL's mask reads.
-        flags = [dataset.mask_flag_enums[i - 1] for i in self.indexes]
-        self.all_valid = not self.has_alpha and all(f == [MaskFlags.all_valid] for f in flags)
-        self.is_float = np.dtype(dataset.dtypes[bands[0] - 1]).kind == "f"
-
-    def read(self, window: Window, out_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Raw bands ``(3, h, w)`` in the file's data type and validity ``(h, w)`` of a grid window."""
-        ds = self.dataset
-        col, row = int(window.col_off) + self.col_shift, int(window.row_off) + self.row_shift
-        width, height = int(window.width), int(window.height)
-        inside = col >= 0 and row >= 0 and col + width <= ds.width and row + height <= ds.height
-        h, w = out_shape if out_shape is not None else (height, width)
-        plain = inside and self.all_valid
-        try:
-            arr = ds.read(
-                self.indexes,
-                window=Window(col, row, width, height),
-                out_shape=(len(self.indexes), h, w),
-                masked=not plain,
-                boundless=not inside,
-                resampling=Resampling.nearest,
-            )
-        except RasterioError as err:
-            raise RasterError(
-                f"Reading {ds.name} failed at pixels col {col}, row {row}, {width}x{height} ({err}); "
-                f"the file may be truncated or corrupt: check it with gdalinfo -checksum {ds.name}."
-            ) from err
-        raw = np.asarray(arr.data) if not plain else arr
-        data = raw[:3]
-        valid = np.ones((h, w), dtype=bool)
-        if not plain:
-            mask = np.broadcast_to(np.asarray(arr.mask, dtype=bool), raw.shape)
-            valid = ~mask[:3].any(axis=0)
-        if self.is_float:
-            valid &= np.isfinite(data).all(axis=0)
-        if self.has_alpha:
-            valid &= raw[3] > 0
-        return data, valid
 
 
 class RasterPair:
@@ -100,10 +52,15 @@ class RasterPair:
         before: Raster of the earlier date; its CRS and pixel grid define the output's.
         after: Raster of the later date; aligned onto the grid (bilinear) when its CRS or grid differ.
         extent: (xmin, ymin, xmax, ymax) in the before raster's CRS; None uses the overlap.
-        bands: 1-based red, green, blue band indexes for both rasters; None picks RGB by colour
-            interpretation, else the first three non-alpha bands.
-        stretch: "auto" (uint8 / 255, other types a percentile stretch), "percentile", or "none".
+        bands: The bands that feed the model, by 1-based number or by name (``"B04"``, ``"red"``), the
+            same for both rasters; None matches ``model_bands`` to the band descriptions, else RGB by
+            colour interpretation, else the first three non-alpha bands (:func:`pair_bands`).
+        stretch: "auto" (uint8 / 255; raw bands by the card's sensor rule, else a percentile stretch),
+            "percentile", "none", "sentinel-2" or "landsat" (:mod:`backend.raster.radiometry`).
         percentiles: Low and high percentiles of the percentile stretch.
+        model_bands: The model's input bands by name (its card's ``bands``).
+        input_stretch: The card's ``input_stretch`` (sensor rule and white reflectance), {} for none.
+        s2_offset: Sentinel-2's DN offset (0 or -1000) when the rasters' metadata does not state it.
 
     Raises:
         RasterError: a raster is missing, unreadable, has no CRS, or the overlap holds no valid pixels.
@@ -121,11 +78,17 @@ class RasterPair:
         after: str | Path,
         *,
         extent: Extent | None = None,
-        bands: tuple[int, ...] | None = None,
+        bands: BandSpec | None = None,
         stretch: StretchMode = "auto",
         percentiles: tuple[float, float] = (2.0, 98.0),
+        model_bands: Sequence[str] = RGB,
+        input_stretch: Mapping[str, Any] | None = None,
+        s2_offset: float | None = None,
     ) -> None:
         check_stretch_args(stretch, percentiles)
+        self._model_bands = tuple(model_bands)
+        self._input_stretch = dict(input_stretch or {})
+        self._s2_offset = s2_offset
         self.before_path = Path(before)
         self.after_path = Path(after)
         self._lock = threading.Lock()
@@ -136,19 +99,22 @@ class RasterPair:
             self._stack.close()
             raise
 
-    def _open(self, extent: Extent | None, bands: tuple[int, ...] | None, mode: str, pct: tuple[float, float]) -> None:
-        src_a = self._stack.enter_context(_open_raster(self.before_path, "before"))
-        src_b = self._stack.enter_context(_open_raster(self.after_path, "after"))
+    def _open(self, extent: Extent | None, bands: BandSpec | None, mode: str, pct: tuple[float, float]) -> None:
+        src_a = self._stack.enter_context(open_raster(self.before_path, "before"))
+        src_b = self._stack.enter_context(open_raster(self.after_path, "after"))
         self.bands_before, self.bands_after = pair_bands(
-            src_a, str(self.before_path), src_b, str(self.after_path), bands
+            src_a, str(self.before_path), src_b, str(self.after_path), bands, self._model_bands
         )
         self.window = grid_window(src_a, src_b, self.before_path, self.after_path, extent)
         self.grid = Grid(
             src_a.crs, src_a.window_transform(self.window), int(self.window.width), int(self.window.height)
         )
         col_off, row_off = int(self.window.col_off), int(self.window.row_off)
-        self._view_a = _View(src_a, self.bands_before, col_off, row_off, None)
+        self._view_a = BandView(src_a, self.bands_before, col_off, row_off, None)
         self._view_b = self._align_after(src_b)
+        self.pixel_size_m: PixelSize | None = pixel_size_m(
+            self.grid.crs, self.grid.transform, self.grid.width, self.grid.height
+        )
         self.stretch_before, self.stretch_after = self._measure(src_a, src_b, mode, pct)
         logger.info(
             "Raster pair %s / %s: grid %dx%d at %s in %s",
@@ -160,12 +126,12 @@ class RasterPair:
             self.grid.crs,
         )
 
-    def _align_after(self, src_b: Any) -> _View:
+    def _align_after(self, src_b: Any) -> BandView:
         """Read the after raster directly when it shares the grid up to whole pixels, else through a WarpedVRT."""
         grid = self.grid
         shift = integer_shift(grid.transform, src_b.transform) if src_b.crs == grid.crs else None
         if shift is not None:
-            return _View(src_b, self.bands_after, shift[0], shift[1], None)
+            return BandView(src_b, self.bands_after, shift[0], shift[1], None)
         own_alpha = bool(alpha_bands(src_b))
         vrt = self._stack.enter_context(
             WarpedVRT(
@@ -180,7 +146,7 @@ class RasterPair:
         )
         logger.info("Aligning %s onto the before raster's grid (bilinear)", self.after_path.name)
         # Without an alpha band of its own the VRT gets one, so pixels outside the after raster read as invalid.
-        return _View(vrt, self.bands_after, 0, 0, None if own_alpha else vrt.count)
+        return BandView(vrt, self.bands_after, 0, 0, None if own_alpha else vrt.count)
 
     def _measure(self, src_a: Any, src_b: Any, mode: str, pct: tuple[float, float]) -> tuple[Stretch, Stretch]:
         """Check the overlap has data and measure both stretches from one decimated read of each date."""
@@ -191,12 +157,29 @@ class RasterPair:
                 f"{self.before_path} and {self.after_path}: the overlap holds no valid pixels in both dates "
                 f"(extent {fmt_box(self.grid.bounds)}); check their nodata values or choose another extent."
             )
-        dtype_a = src_a.dtypes[self.bands_before[0] - 1]
-        dtype_b = src_b.dtypes[self.bands_after[0] - 1]
-        return (
-            choose_stretch(mode, dtype_a, data_a, both, pct),
-            choose_stretch(mode, dtype_b, data_b, both, pct),
-        )
+        white = float(self._input_stretch.get("white", DEFAULT_WHITE))
+        stretches = []
+        for label, src, bands, data in (
+            ("before", src_a, self.bands_before, data_a),
+            ("after", src_b, self.bands_after, data_b),
+        ):
+            dtype = src.dtypes[bands[0] - 1]
+            effective = effective_mode(mode, dtype, self._input_stretch)
+            offset = self._offset(src, bands) if effective == "sentinel-2" else 0.0
+            logger.info("input of the %s raster: %s", label, describe_scaling(effective, dtype, white, offset))
+            stretches.append(choose_stretch(effective, dtype, data, both, pct, white, offset))
+        return stretches[0], stretches[1]
+
+    def _offset(self, src: Any, bands: Sequence[int]) -> float:
+        """Sentinel-2's DN offset: from the raster's metadata, else the option, else 0 (before baseline 04.00)."""
+        tags = dict(src.tags())
+        for band in bands:
+            tags.update(src.tags(band))
+        stated = sentinel2_offset(tags)
+        if stated is not None:
+            logger.info("Sentinel-2 DN offset %g from %s's metadata", stated, Path(src.name).name)
+            return stated
+        return self._s2_offset if self._s2_offset is not None else 0.0
 
     def _decimated(self, max_side: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
         """Raw bands and validity of the whole grid for both dates, longest side ``max_side`` (uses overviews)."""
@@ -260,40 +243,3 @@ class RasterPair:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-def _open_raster(path: Path, role: str) -> Any:
-    """Open ``path`` with rasterio, refusing missing files, non-rasters and rasters without a CRS."""
-    if not path.exists():
-        raise RasterError(f"The {role} raster {path} does not exist; check the path.")
-    try:
-        src = rasterio.open(path)
-    except RasterioIOError as err:
-        raise RasterError(f"The {role} raster {path} is not a raster GDAL can read ({err}).") from err
-    problem = None
-    if src.crs is None:
-        problem = f"has no coordinate reference system; assign one, e.g. with gdal_edit.py -a_srs EPSG:xxxx {path}"
-    elif role == "before" and not (src.transform.b == src.transform.d == 0 and src.transform.e < 0 < src.transform.a):
-        problem = "is not north-up (rotated or flipped); warp it first, e.g. with gdalwarp"
-    if problem is not None:
-        src.close()
-        raise RasterError(f"The {role} raster {path} {problem}.")
-    return src
-
-
-def block_cache_bytes(paths: Sequence[str | os.PathLike[str]], rows: int, floor: int = 16 * 2**20) -> int:
-    """A GDAL block cache for reading ``paths`` top to bottom, ``rows`` rows at a time.
-
-    GDAL's default cache (5 % of RAM) keeps every block read, so memory would grow with the
-    raster's area. Read in row order, a file needs only the rows in use plus a block row on
-    either side. Files that cannot be opened count for nothing: their readers report them.
-    """
-    total = 0
-    for path in paths:
-        try:
-            with rasterio.open(path) as src:
-                block_rows = src.block_shapes[0][0] if src.block_shapes else 256
-                total += (rows + 2 * block_rows) * src.width * src.count * np.dtype(src.dtypes[0]).itemsize
-        except (RasterioError, OSError):
-            continue
-    return max(floor, total)

@@ -22,9 +22,11 @@ from typing import Any, Literal
 import numpy as np
 
 from backend.errors import InputError
+from backend.params import STRETCH_CHOICES
+from backend.raster.radiometry import DEFAULT_WHITE, SENSOR_RULES, reflectance_bounds
 
-StretchMode = Literal["auto", "percentile", "none"]
-STRETCH_MODES: tuple[str, ...] = ("auto", "percentile", "none")
+StretchMode = Literal["auto", "percentile", "none", "sentinel-2", "landsat"]
+STRETCH_MODES: tuple[str, ...] = STRETCH_CHOICES
 SAMPLE_SIDE = 1024  # longest side of the decimated sample that measures a stretch
 DEFAULT_PERCENTILES = (2.0, 98.0)
 
@@ -98,10 +100,24 @@ def percentile_stretch(
     return Stretch(low=tuple(lows), high=tuple(highs))
 
 
+def reflectance_stretch(rule: str, white: float, bands: int = 3, offset: float = 0.0) -> Stretch:
+    """The sensor ``rule``'s map DN -> ``reflectance / white`` over ``bands`` bands (:mod:`.radiometry`)."""
+    low, high = reflectance_bounds(rule, white, offset)
+    return Stretch(low=(low,) * bands, high=(high,) * bands)
+
+
 def choose_stretch(
-    mode: str, dtype: str, sample: np.ndarray, valid: np.ndarray, percentiles: tuple[float, float]
+    mode: str,
+    dtype: str,
+    sample: np.ndarray,
+    valid: np.ndarray,
+    percentiles: tuple[float, float],
+    white: float = DEFAULT_WHITE,
+    offset: float = 0.0,
 ) -> Stretch:
-    """Stretch for one image: ``auto`` is fixed for uint8 and percentile otherwise."""
+    """Stretch for one image: ``auto`` is fixed for uint8 and percentile otherwise; sensor modes map reflectance."""
+    if mode in SENSOR_RULES:
+        return reflectance_stretch(mode, white, sample.shape[0], offset)
     if mode == "none" or (mode == "auto" and dtype == "uint8"):
         return fixed_stretch(dtype, sample.shape[0])
     return percentile_stretch(sample, valid, dtype, percentiles)
@@ -121,19 +137,21 @@ def image_stretch(
     valid: np.ndarray | None = None,
     mode: str = "auto",
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    white: float = DEFAULT_WHITE,
 ) -> Stretch:
     """The stretch of one whole image ``(bands, h, w)``, measured on its decimated sample.
 
     Args:
         raw: The image's raw bands, whole (not a crop).
         valid: Pixels that count (True where both dates have data); None counts every pixel.
-        mode: ``auto``, ``percentile`` or ``none``.
+        mode: ``auto``, ``percentile``, ``none``, ``sentinel-2`` or ``landsat``.
         percentiles: Low and high percentiles of the percentile stretch.
+        white: The reflectance that maps to 1.0 under a sensor mode.
     """
     check_stretch_args(mode, percentiles)
     sample = decimate(raw)
     mask = np.ones(sample.shape[-2:], dtype=bool) if valid is None else decimate(valid)
-    return choose_stretch(mode, str(raw.dtype), sample, mask, percentiles)
+    return choose_stretch(mode, str(raw.dtype), sample, mask, percentiles, white)
 
 
 def unit_image(
@@ -141,9 +159,10 @@ def unit_image(
     valid: np.ndarray | None = None,
     mode: str = "auto",
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    white: float = DEFAULT_WHITE,
 ) -> np.ndarray:
     """A whole image's raw bands ``(3, h, w)`` -> float32 in ``[0, 1]``, invalid pixels 0 (as the engine reads them)."""
-    out = image_stretch(raw, valid, mode, percentiles).apply(raw)
+    out = image_stretch(raw, valid, mode, percentiles, white).apply(raw)
     if valid is not None and not valid.all():
         out[:, ~valid] = 0.0
     return out

@@ -176,6 +176,13 @@ class DetectTask(QgsTask):  # type: ignore[misc]
         where = self.output or self.params.out_dir
         QgsMessageLog.logMessage(f"Done: {text}; outputs in {where}", LOG_TAG, Qgis.MessageLevel.Success)
         self._message_bar_push("Change detection finished", text, None, False)
+        self._push_warnings(result)
+
+    def _push_warnings(self, result: WorkerResult) -> None:
+        """The engine's warnings (e.g. pixels outside the model's range) stay on the message bar until closed."""
+        for warning in result.warnings:
+            QgsMessageLog.logMessage(warning, LOG_TAG, Qgis.MessageLevel.Warning)
+            self._message_bar_push("ClipCD", warning, None, False, Qgis.MessageLevel.Warning)
 
     def _report_failure(self) -> None:
         log = list(self.result.log) if self.result is not None else []
@@ -185,7 +192,7 @@ class DetectTask(QgsTask):  # type: ignore[misc]
             QgsMessageLog.logMessage(line, LOG_TAG, Qgis.MessageLevel.Info)
         self._message_bar_push("Change detection failed", message, "\n".join(log) or None, True)
 
-    def _message_bar_push(self, title: str, text: str, more: str | None, critical: bool) -> None:
+    def _message_bar_push(self, title: str, text: str, more: str | None, critical: bool, level: Any = None) -> None:
         iface = self.iface
         if iface is None:
             from qgis.utils import iface as qgis_iface
@@ -193,8 +200,9 @@ class DetectTask(QgsTask):  # type: ignore[misc]
             iface = qgis_iface
         if iface is None:
             return
-        level = Qgis.MessageLevel.Critical if critical else Qgis.MessageLevel.Success
-        duration = 0 if critical else 5
+        if level is None:
+            level = Qgis.MessageLevel.Critical if critical else Qgis.MessageLevel.Success
+        duration = 5 if level == Qgis.MessageLevel.Success else 0
         bar = iface.messageBar()
         if more:
             bar.pushMessage(title, text, more, level, duration)

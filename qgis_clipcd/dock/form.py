@@ -16,20 +16,21 @@ from qgis.core import (
     QgsRectangle,
     QgsSettings,
 )
-from qgis.gui import QgsFileWidget, QgsMapLayerComboBox, QgsRasterBandComboBox
+from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QWidget,
 )
 
-from qgis_clipcd.dock.fields import PROJECT_SCOPE, SETTINGS, default_bands, polygon_filter, raster_filter
+from qgis_clipcd.detection.pixel_size import describe, layer_pixel_size_m
+from qgis_clipcd.dock.band_picker import BandPicker
+from qgis_clipcd.dock.fields import PROJECT_SCOPE, SETTINGS, polygon_filter, raster_filter
 from qgis_clipcd.models import card as cards
 from qgis_clipcd.params import DEVICES, split_prompts
 
@@ -49,6 +50,8 @@ class InputsForm(QWidget):  # type: ignore[misc]
         self.card: dict[str, Any] = {}
         self._build()
         self.before.layerChanged.connect(self._before_changed)
+        self.before.layerChanged.connect(self._show_pixel_size)
+        self.after.layerChanged.connect(self._show_pixel_size)
         self.auto_prompts.toggled.connect(self._prompts_state)
         self.vocabulary.activated.connect(self._add_class)
         self.extent_mode.currentIndexChanged.connect(self._extent_state)
@@ -58,6 +61,7 @@ class InputsForm(QWidget):  # type: ignore[misc]
         self.restore()
         self.model_changed()
         self._before_changed()
+        self._show_pixel_size()
         self._extent_state()
 
     def _build(self) -> None:
@@ -67,13 +71,8 @@ class InputsForm(QWidget):  # type: ignore[misc]
             combo.setFilters(raster_filter())
             combo.setAllowEmptyLayer(True)
         self.check_label = _note(self)
-        self.red, self.green, self.blue = (QgsRasterBandComboBox(self) for _ in range(3))
-        self.bands_row = QWidget(self)
-        bands = QHBoxLayout(self.bands_row)
-        bands.setContentsMargins(0, 0, 0, 0)
-        for letter, combo in (("R", self.red), ("G", self.green), ("B", self.blue)):
-            bands.addWidget(QLabel(letter, self.bands_row))
-            bands.addWidget(combo, 1)
+        self.pixel_note = _note(self)
+        self.bands_row = BandPicker(self)
         self.auto_prompts = QCheckBox("Automatic prompts", self)
         self.auto_prompts.setToolTip("The model picks class names from each image pair itself")
         self.prompts = QLineEdit(self)
@@ -118,6 +117,7 @@ class InputsForm(QWidget):  # type: ignore[misc]
             ("Before", self.before),
             ("After", self.after),
             ("", self.check_label),
+            ("Pixel size", self.pixel_note),
             ("Bands", self.bands_row),
             ("Prompts", self.auto_prompts),
             ("", self.prompts),
@@ -151,6 +151,7 @@ class InputsForm(QWidget):  # type: ignore[misc]
         self.extent_mode.setCurrentIndex(max(0, extent))
         self.auto_prompts.setChecked(_flag(settings.value(f"{SETTINGS}/auto_prompts", False)))
         self.add_probability.setChecked(_flag(settings.value(f"{SETTINGS}/add_probability", True)))
+        self.bands_row.set_mode(str(settings.value(f"{SETTINGS}/band_mode", "name")))
         self.load_prompts()
 
     def save(self) -> None:
@@ -164,6 +165,7 @@ class InputsForm(QWidget):  # type: ignore[misc]
         settings.setValue(f"{SETTINGS}/extent", self.extent_mode.currentData())
         settings.setValue(f"{SETTINGS}/auto_prompts", self.auto_prompts.isChecked())
         settings.setValue(f"{SETTINGS}/add_probability", self.add_probability.isChecked())
+        settings.setValue(f"{SETTINGS}/band_mode", self.bands_row.mode_key())
         self.store_prompts()
 
     def load_prompts(self, *args: Any) -> None:
@@ -215,14 +217,16 @@ class InputsForm(QWidget):  # type: ignore[misc]
         self.vocabulary.setCurrentIndex(0)
 
     def _before_changed(self, *args: Any) -> None:
-        layer = _raster(self.before.currentLayer())
-        many = layer is not None and layer.bandCount() > 3
-        for combo in (self.red, self.green, self.blue):
-            combo.setLayer(layer if many else None)
-        if many and layer is not None:
-            for combo, band in zip((self.red, self.green, self.blue), default_bands(layer), strict=True):
-                combo.setBand(band)
-        self._show_row(self.bands_row, many)
+        self._show_row(self.bands_row, self.bands_row.set_layer(_raster(self.before.currentLayer())))
+
+    def _show_pixel_size(self, *args: Any) -> None:
+        """The chosen rasters' pixel size in metres, as the engine computes it."""
+        sizes = [
+            (role, _raster(combo.currentLayer())) for role, combo in (("before", self.before), ("after", self.after))
+        ]
+        parts = [f"{role} {describe(layer_pixel_size_m(layer))}" for role, layer in sizes if layer is not None]
+        self.pixel_note.setText(", ".join(parts))
+        self._show_row(self.pixel_note, bool(parts))
 
     def _extent_state(self, *args: Any) -> None:
         self._show_row(self.aoi, self.extent_mode.currentData() == "aoi")
@@ -263,11 +267,8 @@ class InputsForm(QWidget):  # type: ignore[misc]
         return split_prompts(self.prompts.text())
 
     def bands(self) -> tuple[int, int, int] | None:
-        """The red, green and blue band numbers for rasters with more than three bands, else None."""
-        if self.red.layer() is None:  # three bands or fewer: the engine uses them as they are
-            return None
-        values = (self.red.currentBand(), self.green.currentBand(), self.blue.currentBand())
-        return values if all(v >= 1 for v in values) else None
+        """The chosen band numbers; None lets the engine pick them by band name (and for three-band rasters)."""
+        return self.bands_row.bands()
 
     def output_path(self) -> str | None:
         """The GeoPackage to write, or None for a temporary layer."""

@@ -44,6 +44,9 @@ class WorkerResult:
             ``crashed`` when the worker died without one, ``start`` when it could not be started.
         message: What went wrong, for the user; empty on success.
         log: The worker's log messages, stray output and, after a crash, its stderr tail.
+        warnings: The engine's WARNING messages (a raster outside the model's pixel-size range...),
+            for the message bar or the Processing feedback.
+        start: The ``start`` event (input paths, ``pixel_size_m``).
         exit_code: The worker's exit status (negative: killed by that signal; -1: never started).
     """
 
@@ -53,6 +56,8 @@ class WorkerResult:
     error_kind: str | None = None
     message: str = ""
     log: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    start: dict[str, Any] = field(default_factory=dict)
     exit_code: int = -1
 
 
@@ -141,7 +146,12 @@ class Worker:
         if kind == "progress":
             on_progress(float(event.get("fraction", 0.0)), str(event.get("message", "")))
         elif kind == "log":
-            result.log.append(f"{event.get('level', 'INFO')}: {event.get('message', '')}")
+            level = str(event.get("level", "INFO"))
+            result.log.append(f"{level}: {event.get('message', '')}")
+            if level in ("WARNING", "ERROR", "CRITICAL"):
+                result.warnings.append(str(event.get("message", "")))
+        elif kind == "start":
+            result.start = event
         elif kind == "done":
             result.summary = event
             result.outputs = {str(k): str(v) for k, v in dict(event.get("outputs", {})).items()}

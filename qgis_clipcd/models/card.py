@@ -76,6 +76,19 @@ def default_threshold(card: dict[str, Any]) -> float:
     return float(value) if isinstance(value, int | float) else 0.5
 
 
+def range_text(card: dict[str, Any]) -> str:
+    """``"0.3-1.5 m, bands red 665 nm, green 560 nm, blue 490 nm"``; "range unknown" for older cards."""
+    span = card.get("pixel_size_range_m")
+    bands = card.get("bands") or []
+    wavelengths = card.get("band_wavelengths_nm") or []
+    named = (
+        [f"{b} {nm} nm" for b, nm in zip(bands, wavelengths, strict=False)] if len(wavelengths) == len(bands) else bands
+    )
+    if not (isinstance(span, list) and len(span) == 2):
+        return "range unknown" + (f"; bands {', '.join(map(str, named))}" if named else "")
+    return f"{span[0]:g}-{span[1]:g} m; bands {', '.join(map(str, named))}"
+
+
 def summary(card: dict[str, Any]) -> str:
     """A few lines for the dock: description's first sentence, training data, validation F1 per set."""
     config = card.get("config") or {}
@@ -85,6 +98,7 @@ def summary(card: dict[str, Any]) -> str:
     data = (card.get("training") or {}).get("data")
     if data:
         lines.append(f"Trained on: {data}")
+    lines.append(f"Pixel sizes: {range_text(card)}")
     validation = (card.get("metrics") or {}).get("validation") or {}
     scores = [
         f"{name}: {scores['f1']:.2f}"

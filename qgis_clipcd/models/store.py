@@ -27,8 +27,8 @@ DEFAULT_MODEL_URL = (
     f"{metadata().get('repository', '').rstrip('/')}/releases/download/v{metadata().get('version', '')}/"
     f"{DEFAULT_MODEL_NAME}"
 )
-DEFAULT_MODEL_SHA256 = "7efb9843967488f21d6ffac49d42e60b4346f58e1e2965e90cf072da315fb551"  # pragma: allowlist secret
-DEFAULT_MODEL_SIZE = 6_614_820
+DEFAULT_MODEL_SHA256 = "0ae41de3cee68d52a29b519cf054d61312f41fe1a3d3c539bc1b7f8834e5e657"  # pragma: allowlist secret
+DEFAULT_MODEL_SIZE = 6_615_140
 #: Environment variable that replaces :data:`DEFAULT_MODEL_URL` (mirrors, tests).
 URL_ENV = "CLIPCD_MODEL_URL"
 

@@ -45,8 +45,8 @@ from qgis_clipcd.engine.environment import find_python
 from qgis_clipcd.engine.worker import Worker
 from qgis_clipcd.metadata import homepage
 from qgis_clipcd.models import store as model_store
-from qgis_clipcd.models.download import DownloadCanceled, DownloadError
 from qgis_clipcd.params import DEVICES, TTA_MODES, RunParams, parse_bands, split_prompts
+from qgis_clipcd.processing_provider.model_fetch import fetch_default_model
 
 
 def _tr(text: str) -> str:
@@ -147,7 +147,11 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
         self.addParameter(tta)
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, _tr("Extent (empty: the overlap)"), optional=True))
         self.addParameter(
-            QgsProcessingParameterString(self.BANDS, _tr("Bands red,green,blue (e.g. 4,3,2)"), optional=True)
+            QgsProcessingParameterString(
+                self.BANDS,
+                _tr("Bands for red,green,blue by number or name (4,3,2 / B04,B03,B02; empty: by band name)"),
+                optional=True,
+            )
         )
         self.addParameter(
             QgsProcessingParameterVectorDestination(
@@ -230,6 +234,8 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
         result = Worker().run(params, python, progress, feedback.isCanceled)
         for line in result.log:
             feedback.pushDebugInfo(line)
+        for warning in result.warnings:  # e.g. pixels outside the model's range: the engine decides, we show it
+            feedback.pushWarning(warning)
         if not result.ok:
             raise QgsProcessingException(result.message or _tr("The change detection failed."))
 
@@ -283,37 +289,6 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
         if rect.isNull() or rect.isEmpty():
             return None
         return rect
-
-
-def fetch_default_model(feedback: QgsProcessingFeedback) -> str:
-    """Download the default model (once; it is kept in the QGIS profile) with progress to ``feedback``.
-
-    Raises:
-        QgsProcessingException: canceled, or the download failed; the message says what to do.
-    """
-    feedback.pushInfo(
-        _tr(f"Downloading the default model from {model_store.model_url()} into {model_store.models_dir()}")
-    )
-    shown = [-1]
-
-    def progress(done: int, total: int | None) -> None:
-        total = total or model_store.DEFAULT_MODEL_SIZE
-        percent = int(100 * done / total) if total else 0
-        if percent == shown[0]:
-            return
-        if percent // 10 != shown[0] // 10:  # the text every 10 % (qgis_process prints each one)
-            feedback.setProgressText(_tr(f"Downloading the default model: {done / 1e6:.1f} of {total / 1e6:.1f} MB"))
-        shown[0] = percent
-        feedback.setProgress(percent)
-
-    try:
-        path = model_store.fetch_default_model(progress, feedback.isCanceled)
-    except DownloadCanceled:
-        raise QgsProcessingException(_tr("Canceled while downloading the default model.")) from None
-    except DownloadError as exc:
-        raise QgsProcessingException(str(exc)) from None
-    feedback.setProgress(0)
-    return str(path)
 
 
 def _move(source: str, target: str) -> None:

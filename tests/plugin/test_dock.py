@@ -12,7 +12,14 @@ qgis_core = pytest.importorskip("qgis.core", reason="QGIS (python3-qgis) is not 
 pytestmark = pytest.mark.qgis
 
 from qgis_clipcd.dock.widget import ClipCDDock  # noqa: E402
-from qgis_clipcd.models.card import CardError, accepts_prompts, default_threshold, read_card, summary  # noqa: E402
+from qgis_clipcd.models.card import (  # noqa: E402
+    CardError,
+    accepts_prompts,
+    default_threshold,
+    range_text,
+    read_card,
+    summary,
+)
 from qgis_clipcd.params import RunParams  # noqa: E402
 
 
@@ -39,6 +46,8 @@ def test_default_card_is_read_without_torch() -> None:
     assert 0 < default_threshold(card) < 1
     text = summary(card)
     assert text.startswith("Plain siamese network") and "Validation F1" in text and "levir-cd" in text
+    assert "Pixel sizes: 0.3-1.5 m; bands red 665 nm, green 560 nm, blue 490 nm" in text
+    assert range_text({"bands": ["red", "green", "blue"]}) == "range unknown; bands red, green, blue"
 
 
 def test_a_non_model_file_is_refused_with_its_name(tmp_path: Path) -> None:

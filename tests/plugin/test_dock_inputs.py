@@ -20,7 +20,7 @@ from qgis_clipcd.detection.layer_export import file_path, native_resolution  # n
 from qgis_clipcd.dock.widget import ClipCDDock  # noqa: E402
 from qgis_clipcd.engine.worker import WorkerResult  # noqa: E402
 
-SETTINGS = ("model", "output", "device", "min_area", "extent", "auto_prompts", "add_probability", "tta")
+SETTINGS = ("model", "output", "device", "min_area", "extent", "auto_prompts", "add_probability", "tta", "band_mode")
 
 
 @pytest.fixture
@@ -110,10 +110,13 @@ def test_bands_follow_the_colour_interpretation(dock: ClipCDDock, tmp_path: Path
     order = [ColorInterp.undefined, ColorInterp.blue, ColorInterp.green, ColorInterp.red, ColorInterp.undefined]
     five = add(write_raster(tmp_path / "five.tif", data, transform=utm_transform(), colorinterp=order), "five")
     three = add(raster_pair(tmp_path / "rgb")[0], "rgb")
+    dock.form.bands_row.set_mode("name")
     dock.form.before.setLayer(five)
-    assert dock.form.bands() == (4, 3, 2)
     assert not dock.form.bands_row.isHidden()
-    dock.form.blue.setBand(5)
+    assert dock.form.bands() is None  # by band name (the default): the engine decides and logs it
+    dock.form.bands_row.set_mode("chosen")
+    assert dock.form.bands() == (4, 3, 2)  # chosen bands start from the colour interpretation
+    dock.form.bands_row.blue.setBand(5)
     assert dock.form.bands() == (4, 3, 5) and dock.run_params().bands == (4, 3, 5)
     dock.form.before.setLayer(three)
     assert dock.form.bands() is None and dock.form.bands_row.isHidden()

@@ -72,8 +72,11 @@ def test_prompt_and_band_text() -> None:
     assert split_prompts(" building, road\ntree,,\n") == ("building", "road", "tree")
     assert parse_bands("") is None
     assert parse_bands("4, 3, 2") == (4, 3, 2)
-    for bad in ("1,2", "a,b,c", "0,1,2"):
-        with pytest.raises(ValueError, match="three band numbers"):
+    assert parse_bands("B04,B03,B02") == ("B04", "B03", "B02")
+    assert parse_bands("red, green, 1") == ("red", "green", 1)
+    assert RunParams("a", "b", "o", bands=("B04", "B03", "B02")).to_argv()[-2:] == ["--bands", "B04,B03,B02"]
+    for bad in ("1,2", "1,,2", "0,1,2"):
+        with pytest.raises(ValueError, match=r"three band numbers or names|start at 1"):
             parse_bands(bad)
 
 

@@ -153,12 +153,26 @@ def make_txtlist(root: Path, size: int = SIZE) -> FakeTree:
     return FakeTree(root, {"train": 3, "val": 1, "test": 1})
 
 
+def make_oscd(root: Path, size: int = SIZE) -> FakeTree:
+    """OSCD release layout: ``<root>/<city>/imgs_{1,2}/*_B??.tif``, ``cm/cm.png``, ``{train,val,test}.txt``."""
+    from tests.sentinel import write_oscd_city
+
+    counts = {"train": 3, "val": 2, "test": 2}
+    for split, count in counts.items():
+        cities = [f"{split}city{n}" for n in range(count)]
+        for city in cities:
+            write_oscd_city(root, city, height=size, width=size)
+        (root / f"{split}.txt").write_text(",".join(cities) + "\n", encoding="utf-8")
+    return FakeTree(root, counts)
+
+
 GENERATORS = {
     "levir-cd": make_levircd,
     "levir-cd-plus": make_levircd_plus,
     "whu-cd": make_whucd,
     "cdd": make_cdd,
     "sysu-cd": make_sysucd,
+    "oscd": make_oscd,
     "folder": make_folder,
     "txt-list": make_txtlist,
 }

@@ -26,7 +26,7 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, fakedata.FakeTr
 
 def test_every_dataset_has_a_generator() -> None:
     assert set(DATASETS) == set(fakedata.GENERATORS)
-    assert list(DATASETS) == ["levir-cd", "levir-cd-plus", "whu-cd", "cdd", "sysu-cd", "folder", "txt-list"]
+    assert list(DATASETS) == ["levir-cd", "levir-cd-plus", "whu-cd", "cdd", "sysu-cd", "oscd", "folder", "txt-list"]
 
 
 @pytest.mark.parametrize(("name", "split"), CASES)
@@ -181,6 +181,7 @@ MISSING = {
     "whu-cd": ("list/val.txt", "list/val.txt is missing"),
     "cdd": ("Real/subset/test/OUT", "test/OUT is missing"),
     "sysu-cd": ("val/time2", "val/time2 is missing"),
+    "oscd": ("testcity1/imgs_2", "testcity1/imgs_2 is missing"),
     "folder": ("B", "B is missing"),
     "txt-list": ("test.txt", "test.txt is missing"),
 }

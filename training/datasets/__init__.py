@@ -15,6 +15,7 @@ from training.datasets.cdd import CDD
 from training.datasets.folder import FolderDataset
 from training.datasets.levircd import LEVIRCD
 from training.datasets.levircd_plus import LEVIRCDPlus
+from training.datasets.oscd import OSCD
 from training.datasets.sysucd import SYSUCD
 from training.datasets.txtlist import TxtListDataset
 from training.datasets.whucd import WHUCD
@@ -25,6 +26,7 @@ DATASETS: dict[str, type[ChangeDataset]] = {
     "whu-cd": WHUCD,
     "cdd": CDD,
     "sysu-cd": SYSUCD,
+    "oscd": OSCD,
     "folder": FolderDataset,
     "txt-list": TxtListDataset,
 }
@@ -47,6 +49,7 @@ __all__ = [
     "CDD",
     "DATASETS",
     "LEVIRCD",
+    "OSCD",
     "SYSUCD",
     "WHUCD",
     "ChangeDataset",

@@ -177,7 +177,10 @@ class ChangeDataset(Dataset[dict[str, Any]]):
                 f"{self.TITLE} sample {files.name}: before {raw_a.shape[1:]}, after {raw_b.shape[1:]} and "
                 f"label {label.shape} differ in size; the three files must cover the same pixels."
             )
-        image_a, image_b = unit_image(raw_a), unit_image(raw_b)
+        return self._sample(unit_image(raw_a), unit_image(raw_b), label, files.name)
+
+    def _sample(self, image_a: np.ndarray, image_b: np.ndarray, label: np.ndarray, name: str) -> dict[str, Any]:
+        """The sample dict from ``[0, 1]`` images and a label: the mask thresholded, the crop cut."""
         mask = (label > self.LABEL_THRESHOLD).astype(np.int64)
         if self.crop is not None:
             image_a, image_b, mask = self._random_crop(self.crop, image_a, image_b, mask)
@@ -185,7 +188,7 @@ class ChangeDataset(Dataset[dict[str, Any]]):
             "image_a": torch.from_numpy(np.ascontiguousarray(image_a)),
             "image_b": torch.from_numpy(np.ascontiguousarray(image_b)),
             "mask": torch.from_numpy(np.ascontiguousarray(mask)),
-            "name": files.name,
+            "name": name,
         }
 
     def _generator(self) -> np.random.Generator:

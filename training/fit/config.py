@@ -160,6 +160,21 @@ class EvalSection:
 
 
 @dataclass(frozen=True)
+class CardSection:
+    """What the exported model file's card says about the imagery it fits (``backend.model.ModelCard``).
+
+    Attributes:
+        pixel_size_range_m: Smallest and largest pixel size of the training images, metres.
+        sensors: The sensors or datasets they came from.
+        input_stretch: How raw bands become input: ``{rule: auto}`` or ``{rule: sentinel-2, white: 0.3}``.
+    """
+
+    pixel_size_range_m: tuple[float, float] | None = None
+    sensors: tuple[str, ...] = ()
+    input_stretch: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """A whole experiment."""
 
@@ -168,6 +183,7 @@ class TrainConfig:
     data: DataSection = field(default_factory=DataSection)
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    card: CardSection = field(default_factory=CardSection)
     description: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,6 +206,7 @@ class TrainConfig:
         )
         data["train"] = from_mapping(TrainSection, data.get("train", {}), "train")
         data["eval"] = from_mapping(EvalSection, data.get("eval", {}), "eval")
+        data["card"] = from_mapping(CardSection, data.get("card", {}), "card")
         config: TrainConfig = from_mapping(cls, data, "config")
         _check(config)
         return config

@@ -150,6 +150,9 @@ def export(
         training=training,
         metrics=metrics,
         description=_describe(config, model) + _comparison(metrics["validation"], metrics.get("baselines", {})),
+        pixel_size_range_m=config.card.pixel_size_range_m,
+        sensors=list(config.card.sensors),
+        input_stretch=config.card.input_stretch,
     )
     save_model(model, shipped, out, dtype=torch.float16 if fp16 else None)
     _log.info("exported %s -> %s (threshold %.2f)", best, out, threshold)
