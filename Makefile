@@ -55,9 +55,11 @@ lint: setup
 	$(PY) -m tools.scan_package
 	$(PY) -m tools.import_graph
 
-# The plugin zip for QGIS (Plugins › Manage and Install Plugins › Install from ZIP): dist/qgis_clipcd-<version>.zip
+# The plugin zips for QGIS (Plugins › Manage and Install Plugins › Install from ZIP): dist/qgis_clipcd-<version>.zip
+# (plugins.qgis.org: no binaries, the default model downloaded on first use) and -offline.zip (the models inside)
 package: setup
 	$(PY) -m tools.package_plugin
+	$(PY) -m tools.package_plugin --offline
 
 # Install that zip into a QGIS profile ($QGIS_PROFILE_DIR, else the default profile) and enable it.
 deploy: package

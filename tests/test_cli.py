@@ -285,9 +285,10 @@ def test_demo_runs_on_the_generated_pair_and_names_its_weights(tmp_path: Path) -
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    first = result.stdout.splitlines()[0]
-    assert "clipcd-default.safetensors" in first and "trained on levir-cd" in first, first
-    assert "real Landsat pair not found" in result.stdout
+    # each pair gets the shipped model that fits its pixel size, and the log says why
+    assert "model: clipcd-default.safetensors, picked because the pixels are 1.00 m, inside" in result.stdout
+    assert "model: clipcd-default.safetensors (efficientnet-lite0, trained on levir-cd" in result.stdout
+    assert "real Landsat pair not found" in result.stdout and "OSCD saclay_w not found" in result.stdout
     run = tmp_path / "demo" / "synthetic"
     for name in ("probability.tif", "mask.tif", "changes.gpkg", "preview.png"):
         assert (run / name).stat().st_size > 0, name

@@ -105,7 +105,17 @@ def test_cli_parses_band_names_and_reports_pixel_size_and_the_warning(tmp_path: 
     assert warnings[0]["pixel_size_m"] == [10.0, 10.0] and warnings[0]["model_range_m"] == [0.3, 1.5]
     assert "10.0 m" in str(warnings[0]["message"]) and "0.3-1.5 m" in str(warnings[0]["message"])
     text = run_cli(
-        "detect", "--before", named[0], "--after", named[1], "--out", tmp_path / "text", "--bands", "red,green,blue"
+        "detect",
+        "--before",
+        named[0],
+        "--after",
+        named[1],
+        "--out",
+        tmp_path / "text",
+        "--bands",
+        "red,green,blue",
+        "--model",
+        SHIPPED,
     )
     assert text.returncode == 0, text.stderr
     assert "pixels 10.0 m" in text.stderr and "trained on 0.3-1.5 m pixels" in text.stderr

@@ -2,8 +2,11 @@
 
 The zip ``dist/qgis_clipcd-<version>.zip`` holds one top folder ``qgis_clipcd/`` with the plugin
 modules, ``metadata.txt``, ``LICENSE``, the pure-Python ``backend/`` and ``resources/icons/``; never
-model weights, caches or binaries. Files come from the working tree in sorted order with fixed
-timestamps, so building twice gives byte-identical zips. Every build is checked against the
+model weights, caches or binaries (plugins.qgis.org's rules: the default model is downloaded on first
+use). ``--offline`` builds ``qgis_clipcd-<version>-offline.zip``, the same plus every shipped model
+file (``resources/models/*.safetensors``, fp16) for machines without internet, under 20 MB.
+Files come from the working tree in sorted order with fixed timestamps, so building twice gives
+byte-identical zips. Every build is checked against the
 plugins.qgis.org rules before it is moved into place. Exit codes: 0 ok, 1 the zip (or the tree
 it is built from) breaks a rule, 2 a usage error.
 """
@@ -27,6 +30,8 @@ _log = logging.getLogger("tools.package_plugin")
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_DIR = "qgis_clipcd"
 MAX_BYTES = 25_000_000  # plugins.qgis.org's upload limit
+OFFLINE_MAX_BYTES = 20_000_000  # the offline zip, models included
+MODEL_FOLDER = "resources/models"
 TOP_FOLDER = re.compile(r"^[A-Za-z][A-Za-z0-9_-]+$")
 REQUIRED_FILES = ("__init__.py", "metadata.txt", "LICENSE")
 REQUIRED_KEYS = (
@@ -63,7 +68,8 @@ class Summary:
 
     def line(self) -> str:
         """One human line: where, how many files, how big."""
-        return f"{self.path}: {self.files} files, {self.size / 1e6:.2f} MB (limit {MAX_BYTES / 1e6:.0f} MB)"
+        limit = OFFLINE_MAX_BYTES if self.path.name.endswith("-offline.zip") else MAX_BYTES
+        return f"{self.path}: {self.files} files, {self.size / 1e6:.2f} MB (limit {limit / 1e6:.0f} MB)"
 
 
 def _parse_metadata(text: str, where: str) -> dict[str, str]:
@@ -91,9 +97,9 @@ def read_version(root: Path = ROOT) -> str:
     return version
 
 
-def zip_name(version: str) -> str:
-    """The zip's file name for a version, e.g. ``qgis_clipcd-0.1.0.zip``."""
-    return f"{PLUGIN_DIR}-{version}.zip"
+def zip_name(version: str, offline: bool = False) -> str:
+    """The zip's file name for a version, e.g. ``qgis_clipcd-0.1.0.zip`` (``-offline.zip`` with the models)."""
+    return f"{PLUGIN_DIR}-{version}{'-offline' if offline else ''}.zip"
 
 
 def _wanted(relative: PurePosixPath) -> bool:
@@ -108,7 +114,7 @@ def _tree(root: Path, folder: str) -> Iterable[PurePosixPath]:
             yield relative
 
 
-def plugin_files(root: Path = ROOT) -> list[tuple[str, Path]]:
+def plugin_files(root: Path = ROOT, offline: bool = False) -> list[tuple[str, Path]]:
     """The zip's entries as sorted ``(name in the zip, file in the tree)`` pairs."""
     entries: dict[str, Path] = {}
     for name in ("metadata.txt", "LICENSE"):
@@ -122,10 +128,13 @@ def plugin_files(root: Path = ROOT) -> list[tuple[str, Path]]:
         entries[f"{PLUGIN_DIR}/{relative}"] = root / relative
     for path in (root / "resources" / "icons").glob("*.svg"):
         entries[f"{PLUGIN_DIR}/resources/icons/{path.name}"] = path
+    if offline:
+        for path in (root / MODEL_FOLDER).glob("*.safetensors"):
+            entries[f"{PLUGIN_DIR}/{MODEL_FOLDER}/{path.name}"] = path
     return sorted(entries.items())
 
 
-def _entry_problems(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> list[str]:
+def _entry_problems(zf: zipfile.ZipFile, info: zipfile.ZipInfo, offline: bool = False) -> list[str]:
     name = info.filename
     parts = PurePosixPath(name).parts
     if name.startswith("/") or "\\" in name or ".." in parts or ":" in name:
@@ -140,6 +149,8 @@ def _entry_problems(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> list[str]:
     if info.flag_bits & 0x1:
         return [*problems, f"entry {name!r} is encrypted"]
     suffix = PurePosixPath(name).suffix
+    if offline and suffix == ".safetensors" and PurePosixPath(*parts[1:-1]) == PurePosixPath(MODEL_FOLDER):
+        return problems  # the offline zip's model files: binary by nature
     if suffix not in TEXT_SUFFIXES and PurePosixPath(name).name not in TEXT_NAMES:
         problems.append(f"entry {name!r}: {suffix or 'no extension'} is not an allowed text file type (no binaries)")
     elif b"\x00" in zf.read(info):
@@ -156,15 +167,16 @@ def _metadata_problems(zf: zipfile.ZipFile, entry: str) -> list[str]:
     return [f"entry {entry!r} lacks required keys: {', '.join(missing)}"] if missing else []
 
 
-def validate(path: Path) -> Summary:
-    """Check a plugin zip against the plugins.qgis.org rules.
+def validate(path: Path, offline: bool = False) -> Summary:
+    """Check a plugin zip against the plugins.qgis.org rules (``offline``: model files allowed, 20 MB).
 
     Raises:
         PackageError: naming every offending entry.
     """
     size = path.stat().st_size
-    if size > MAX_BYTES:
-        raise PackageError(f"{path} is {size / 1e6:.1f} MB, over the {MAX_BYTES / 1e6:.0f} MB limit")
+    limit = OFFLINE_MAX_BYTES if offline else MAX_BYTES
+    if size > limit:
+        raise PackageError(f"{path} is {size / 1e6:.1f} MB, over the {limit / 1e6:.0f} MB limit")
     if not zipfile.is_zipfile(path):
         raise PackageError(f"{path} is not a zip file")
     with zipfile.ZipFile(path) as zf:
@@ -172,7 +184,7 @@ def validate(path: Path) -> Summary:
         if bad_crc is not None:
             raise PackageError(f"{path}: entry {bad_crc!r} is corrupt (CRC mismatch)")
         infos = zf.infolist()
-        problems = [problem for info in infos for problem in _entry_problems(zf, info)]
+        problems = [problem for info in infos for problem in _entry_problems(zf, info, offline)]
         tops = sorted({PurePosixPath(info.filename).parts[0] for info in infos if info.filename.strip("/")})
         if len(tops) != 1:
             problems.append(f"{path} must hold exactly one top folder, found {len(tops)}: {', '.join(tops) or 'none'}")
@@ -190,14 +202,14 @@ def validate(path: Path) -> Summary:
     return Summary(path, files, size)
 
 
-def build(out_dir: Path, root: Path = ROOT) -> Summary:
+def build(out_dir: Path, root: Path = ROOT, offline: bool = False) -> Summary:
     """Build ``out_dir/qgis_clipcd-<version>.zip`` from the tree at ``root`` and validate it.
 
     The zip is written to a temporary file beside the target and renamed only once it is valid,
     so a failed build leaves no zip (and an older valid one in place).
     """
-    target = out_dir / zip_name(read_version(root))
-    entries = plugin_files(root)
+    target = out_dir / zip_name(read_version(root), offline)
+    entries = plugin_files(root, offline)
     out_dir.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=out_dir)
     temp = Path(temp_name)
@@ -209,7 +221,7 @@ def build(out_dir: Path, root: Path = ROOT) -> Summary:
                 info.create_system = 3  # Unix, so the permission bits below are read back
                 info.external_attr = 0o100644 << 16
                 zf.writestr(info, source.read_bytes(), compresslevel=9)
-        summary = validate(temp)
+        summary = validate(temp, offline)
         temp.chmod(0o644)
         temp.replace(target)
     except BaseException:
@@ -231,17 +243,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="ZIP",
         help="only validate ZIP (default: the current version's zip in --out)",
     )
+    parser.add_argument(
+        "--offline", action="store_true", help="the offline zip: the shipped model files included (under 20 MB)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if args.check is None:
-            _log.info("built %s", build(args.out).line())
+            _log.info("built %s", build(args.out, offline=args.offline).line())
             return 0
-        path = Path(args.check) if args.check else args.out / zip_name(read_version())
+        path = Path(args.check) if args.check else args.out / zip_name(read_version(), args.offline)
         if not path.is_file():
             _log.error("no zip to check at %s: build it with `make package` or pass its path", path)
             return 2
-        _log.info("valid %s", validate(path).line())
+        _log.info("valid %s", validate(path, args.offline).line())
         return 0
     except PackageError as exc:
         _log.error("%s", exc)

@@ -93,9 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     from backend.model.cli import add_parsers
 
     add_parsers(commands)
-    from backend.inference.model_source import default_model_file
+    from backend.inference.model_source import SHIPPED_DIR, default_model_file
 
     commands.choices["info"].set_defaults(default_model=default_model_file())
+    commands.choices["models"].set_defaults(shipped_dir=SHIPPED_DIR)
     return parser
 
 

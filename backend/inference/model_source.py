@@ -1,8 +1,9 @@
 """Which model a run uses.
 
-A model file, else the shipped default (``resources/models/clipcd-default.safetensors``, or
-``$CLIPCD_MODEL``), else — only where that file is missing — the small configuration with random
-weights, stated plainly in every log and report.
+A model file, else ``$CLIPCD_MODEL``, else the shipped model that fits the rasters' pixel size
+(:mod:`backend.inference.model_pick`: ``resources/models/clipcd-default.safetensors`` for aerial
+photos, ``clipcd-s2.safetensors`` for 10 m imagery), else — only where no model file is there —
+the small configuration with random weights, stated plainly in every log and report.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from pathlib import Path
 
 import torch
 
+from backend.inference.model_pick import pick_model, shipped_models
 from backend.model import ModelCard, build_card, create_model, load_model, read_card
+from backend.raster.pixel_size import PixelSize, raster_pixel_size_m
 
 _log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL_FILE = REPO_ROOT / "resources" / "models" / "clipcd-default.safetensors"
+SHIPPED_DIR = REPO_ROOT / "resources" / "models"
+DEFAULT_MODEL_FILE = SHIPPED_DIR / "clipcd-default.safetensors"
 FALLBACK_CONFIG = "changeclip-small"
 RANDOM_WEIGHTS_NOTE = (
     f"{FALLBACK_CONFIG} with RANDOM weights: the default model file {DEFAULT_MODEL_FILE} is missing, so the "
@@ -42,6 +46,23 @@ def default_model_file() -> Path | None:
     configured = os.environ.get("CLIPCD_MODEL")
     path = Path(configured) if configured else DEFAULT_MODEL_FILE
     return path if path.is_file() else None
+
+
+def choose(path: Path | None, before: Path) -> Path | None:
+    """The model file for a run: ``path``, else ``$CLIPCD_MODEL``, else the shipped model picked for ``before``."""
+    if path is not None or os.environ.get("CLIPCD_MODEL"):
+        return path
+    picked = pick_model(raster_pixel_size(before), shipped_models(SHIPPED_DIR))
+    if picked is None:
+        return None
+    _log.info("model: %s, picked because %s (--model overrides)", picked.path.name, picked.reason)
+    return picked.path
+
+
+def raster_pixel_size(path: Path) -> PixelSize | None:
+    """The pixel size of the raster at ``path``, None when it cannot be read (the reader reports why)."""
+    size = raster_pixel_size_m(path)
+    return (size[0], size[1]) if size is not None else None
 
 
 def peek_card(path: Path | None) -> ModelCard | None:

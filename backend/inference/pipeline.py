@@ -84,7 +84,8 @@ def detect(
     """
     started = time.perf_counter()
     device = select_device(params.device)
-    known = loaded.card if loaded is not None else model_source.peek_card(params.model)
+    model_path = params.model if loaded is not None else model_source.choose(params.model, params.before)
+    known = loaded.card if loaded is not None else model_source.peek_card(model_path)
     with (
         rasterio.Env(GDAL_CACHEMAX=io.block_cache_bytes([params.before, params.after], params.tile or 256)),
         io.RasterPair(
@@ -98,7 +99,7 @@ def detect(
             s2_offset=params.s2_offset,
         ) as pair,
     ):
-        loaded = loaded or model_source.resolve(params.model, device)
+        loaded = loaded or model_source.resolve(model_path, device)
         card = loaded.card
         warn_outside_range(pair.pixel_size_m, card)
         tile, overlap = params.resolve_tiling(card.tile_size, card.overlap)

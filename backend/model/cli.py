@@ -13,10 +13,17 @@ from backend.model.modelfile import read_card
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    """Print the model configs, one per line: name, kind, backbone, description."""
+    """Print the model configs, one per line: name, kind, backbone, description; then the shipped model files."""
     for name in list_models():
         config = get_config(name)
         sys.stdout.write(f"{name:<22} {config.kind:<10} {config.backbone:<20} {config.description}\n")
+    folder = getattr(args, "shipped_dir", None)
+    if folder is not None:
+        from backend.inference.model_pick import list_shipped
+
+        sys.stdout.write(f"\nshipped model files ({folder}), picked by pixel size unless --model is given:\n")
+        for line in list_shipped(folder):
+            sys.stdout.write(f"  {line}\n")
     return 0
 
 

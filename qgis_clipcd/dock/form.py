@@ -6,6 +6,7 @@ remembered with QgsSettings; prompts are stored in the project.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from qgis.core import (
@@ -14,7 +15,6 @@ from qgis.core import (
     QgsProject,
     QgsRasterLayer,
     QgsRectangle,
-    QgsSettings,
 )
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
@@ -29,9 +29,11 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from qgis_clipcd.detection.pixel_size import describe, layer_pixel_size_m
+from qgis_clipcd.dock import remembered
 from qgis_clipcd.dock.band_picker import BandPicker
-from qgis_clipcd.dock.fields import PROJECT_SCOPE, SETTINGS, polygon_filter, raster_filter
+from qgis_clipcd.dock.fields import PROJECT_SCOPE, polygon_filter, raster_filter
 from qgis_clipcd.models import card as cards
+from qgis_clipcd.models.choice import ModelChoice, choose_model
 from qgis_clipcd.params import DEVICES, split_prompts
 
 #: Extent choices: key -> label.
@@ -82,7 +84,9 @@ class InputsForm(QWidget):  # type: ignore[misc]
         self.model = QgsFileWidget(self)
         self.model.setFilter("ClipCD model (*.safetensors)")
         self.model.lineEdit().setPlaceholderText("default model")
+        self.model_pick = _note(self)
         self.model_summary = _note(self)
+        self.picked: str | None = None  # the shipped model picked for the rasters' pixel size
         self.device = QComboBox(self)
         for key in DEVICES:
             self.device.addItem(_DEVICE_LABELS[key], key)
@@ -124,6 +128,7 @@ class InputsForm(QWidget):  # type: ignore[misc]
             ("", self.vocabulary),
             ("", self.prompts_note),
             ("Model", self.model),
+            ("", self.model_pick),
             ("", self.model_summary),
             ("Device", self.device),
             ("Threshold", self.threshold),
@@ -140,32 +145,12 @@ class InputsForm(QWidget):  # type: ignore[misc]
     # -- settings ---------------------------------------------------------------------------
     def restore(self) -> None:
         """Put the remembered settings into the widgets."""
-        settings = QgsSettings()
-        self.model.setFilePath(str(settings.value(f"{SETTINGS}/model", "")))
-        self.output.setFilePath(str(settings.value(f"{SETTINGS}/output", "")))
-        device = self.device.findData(str(settings.value(f"{SETTINGS}/device", "auto")))
-        self.device.setCurrentIndex(max(0, device))
-        self.min_area.setValue(float(settings.value(f"{SETTINGS}/min_area", 0.0)))
-        self.tta.setCurrentIndex(max(0, self.tta.findData(str(settings.value(f"{SETTINGS}/tta", "none")))))
-        extent = self.extent_mode.findData(str(settings.value(f"{SETTINGS}/extent", "overlap")))
-        self.extent_mode.setCurrentIndex(max(0, extent))
-        self.auto_prompts.setChecked(_flag(settings.value(f"{SETTINGS}/auto_prompts", False)))
-        self.add_probability.setChecked(_flag(settings.value(f"{SETTINGS}/add_probability", True)))
-        self.bands_row.set_mode(str(settings.value(f"{SETTINGS}/band_mode", "name")))
+        remembered.restore(self)
         self.load_prompts()
 
     def save(self) -> None:
         """Remember the widgets' values (and store the prompts in the project)."""
-        settings = QgsSettings()
-        settings.setValue(f"{SETTINGS}/model", self.model.filePath())
-        settings.setValue(f"{SETTINGS}/output", self.output.filePath())
-        settings.setValue(f"{SETTINGS}/device", self.device_key())
-        settings.setValue(f"{SETTINGS}/min_area", self.min_area.value())
-        settings.setValue(f"{SETTINGS}/tta", self.tta.currentData())
-        settings.setValue(f"{SETTINGS}/extent", self.extent_mode.currentData())
-        settings.setValue(f"{SETTINGS}/auto_prompts", self.auto_prompts.isChecked())
-        settings.setValue(f"{SETTINGS}/add_probability", self.add_probability.isChecked())
-        settings.setValue(f"{SETTINGS}/band_mode", self.bands_row.mode_key())
+        remembered.save(self)
         self.store_prompts()
 
     def load_prompts(self, *args: Any) -> None:
@@ -181,7 +166,7 @@ class InputsForm(QWidget):  # type: ignore[misc]
     def model_changed(self, *args: Any) -> None:
         """Read the chosen model's card: summary, threshold, whether prompts are used, its vocabulary."""
         try:
-            self.card = cards.read_card(self.model_path())
+            self.card = cards.read_card(self.model_path() or self.picked)
         except cards.CardError as exc:
             self.card = {}
             self.model_summary.setText(f"⚠ {exc}")
@@ -227,6 +212,23 @@ class InputsForm(QWidget):  # type: ignore[misc]
         parts = [f"{role} {describe(layer_pixel_size_m(layer))}" for role, layer in sizes if layer is not None]
         self.pixel_note.setText(", ".join(parts))
         self._show_row(self.pixel_note, bool(parts))
+        self.update_pick()
+
+    def choice(self) -> ModelChoice:
+        """The model a run would use now: the chosen file, else the one picked for the before raster's pixel size."""
+        before = _raster(self.before.currentLayer())
+        return choose_model(self.model_path(), layer_pixel_size_m(before) if before is not None else None)
+
+    def update_pick(self) -> None:
+        """Show which shipped model fits the rasters (when no file is chosen); read its card when the pick changes."""
+        choice = self.choice()
+        picked = None if self.model_path() or choice.missing else choice.path  # missing: downloaded on the first run
+        text = f"{Path(choice.path).name}: {choice.reason}" if picked and choice.reason else ""
+        self.model_pick.setText(("⚠ " if not choice.inside else "") + text if text else "")
+        self._show_row(self.model_pick, bool(text))
+        if picked != self.picked:
+            self.picked = picked
+            self.model_changed()
 
     def _extent_state(self, *args: Any) -> None:
         self._show_row(self.aoi, self.extent_mode.currentData() == "aoi")
@@ -294,10 +296,6 @@ def _transform(box: QgsRectangle, source: QgsCoordinateReferenceSystem, target: 
     if source == target or not source.isValid():
         return QgsRectangle(box)
     return QgsCoordinateTransform(source, target, QgsProject.instance()).transformBoundingBox(box)
-
-
-def _flag(value: Any) -> bool:
-    return value is True or str(value).lower() in ("true", "1", "yes")
 
 
 def _raster(layer: Any) -> QgsRasterLayer | None:

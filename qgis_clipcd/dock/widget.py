@@ -29,7 +29,6 @@ from qgis_clipcd.detection.run_inputs import PreparedRun, prepare_run
 from qgis_clipcd.dock.engine_panel import EnginePanel
 from qgis_clipcd.dock.fields import check_pair
 from qgis_clipcd.dock.form import InputsForm
-from qgis_clipcd.models import store as model_store
 from qgis_clipcd.models.download_task import attach_download
 from qgis_clipcd.params import RunParams
 
@@ -152,9 +151,9 @@ class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
             shutil.rmtree(out_dir, ignore_errors=True)
             self.status.setText(f"⚠ {exc}" if isinstance(exc, ExportError) else f"⚠ {type(exc).__name__}: {exc}")
             return
-        model, missing = model_store.model_for_run(self.form.model_path())
+        choice = self.form.choice()
         task = DetectTask(
-            replace(prepared.params, model=model),
+            replace(prepared.params, model=choice.path),
             iface=self.iface,
             remove_out_dir_on_failure=True,
             exports=prepared.exports,
@@ -162,7 +161,7 @@ class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
             add_probability=self.form.add_probability.isChecked(),
             name=self._run_name(output),
         )
-        if missing:  # first run of a packaged plugin: download the default model, then detect
+        if choice.missing:  # first run of a packaged plugin: download the default model, then detect
             task.download = attach_download(task)
             task.download.taskCompleted.connect(self.form.model_changed)
         # Qt slots (not lambdas): the connections end with the dock if the plugin unloads mid-run

@@ -58,6 +58,11 @@ def download_path() -> Path:
     return models_dir() / DEFAULT_MODEL_NAME
 
 
+def shipped_dir() -> Path:
+    """The folder of the model files that travel with the plugin (a checkout's, or the offline zip's)."""
+    return plugin_root() / "resources" / "models"
+
+
 def checkout_model() -> Path | None:
     """The default model under the plugin root (a checkout), when present."""
     path = plugin_root() / CHECKOUT_MODEL

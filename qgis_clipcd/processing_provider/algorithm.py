@@ -40,11 +40,12 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 
 from qgis_clipcd.detection.layer_export import ExportError, write_export
+from qgis_clipcd.detection.pixel_size import layer_pixel_size_m
 from qgis_clipcd.detection.run_inputs import PreparedRun, prepare_run
 from qgis_clipcd.engine.environment import find_python
 from qgis_clipcd.engine.worker import Worker
 from qgis_clipcd.metadata import homepage
-from qgis_clipcd.models import store as model_store
+from qgis_clipcd.models.choice import choose_model
 from qgis_clipcd.params import DEVICES, TTA_MODES, RunParams, parse_bands, split_prompts
 from qgis_clipcd.processing_provider.model_fetch import fetch_default_model
 
@@ -118,13 +119,11 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
         self.addParameter(
             QgsProcessingParameterBoolean(self.AUTO_PROMPTS, _tr("Automatic prompts (ignore the prompts above)"), True)
         )
-        default_model = model_store.default_model_path()
         self.addParameter(
             QgsProcessingParameterFile(
                 self.MODEL,
-                _tr("Model file (empty: the default model, downloaded on first use)"),
+                _tr("Model file (empty: the shipped model that fits the rasters' pixel size)"),
                 extension="safetensors",
-                defaultValue=str(default_model) if default_model is not None else None,
                 optional=True,
             )
         )
@@ -175,6 +174,7 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
         generic "There were errors executing the algorithm" for ``processing.run`` callers.
         """
         self._failure = ""
+        self._pick_note = ""
         self._work = Path(tempfile.mkdtemp(prefix="clipcd-", dir=QgsProcessingUtils.tempFolder()))
         try:
             before = self.parameterAsRasterLayer(parameters, self.BEFORE, context)
@@ -184,7 +184,7 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
                     raise QgsProcessingException(
                         _tr(f"{key}: {parameters.get(key)!r} is not a raster layer QGIS can open.")
                     )
-            params = self._params(parameters, context, str(self._work / "out"))
+            params = self._params(parameters, context, str(self._work / "out"), layer_pixel_size_m(before))
             extent = self._extent(parameters, context, before.crs())
             self._prepared = prepare_run(before, after, params, extent=extent, project=context.project())
         except (ExportError, QgsProcessingException) as exc:
@@ -225,6 +225,8 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
                 write_export(plan, raster_feedback)
             except ExportError as exc:
                 raise QgsProcessingException(str(exc)) from None
+        if self._pick_note:
+            feedback.pushInfo(self._pick_note)
         feedback.pushInfo(_tr("Engine command: ") + params.command_line(python))
 
         def progress(fraction: float, message: str) -> None:
@@ -253,7 +255,13 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
             outputs[self.OUTPUT_PROBABILITY] = probability
         return outputs
 
-    def _params(self, parameters: dict[str, Any], context: QgsProcessingContext, out_dir: str) -> RunParams:
+    def _params(
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        out_dir: str,
+        pixel_size: tuple[float, float] | None = None,
+    ) -> RunParams:
         """The options (the layers' paths are filled in by :func:`prepare_run`)."""
         try:
             bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context) or "")
@@ -262,7 +270,9 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
         auto = self.parameterAsBoolean(parameters, self.AUTO_PROMPTS, context)
         prompts = () if auto else split_prompts(self.parameterAsString(parameters, self.PROMPTS, context) or "")
         chosen = self.parameterAsFile(parameters, self.MODEL, context) or None
-        model, missing = model_store.model_for_run(chosen)
+        choice = choose_model(chosen, pixel_size)
+        if choice.reason:
+            self._pick_note = f"Model: {Path(choice.path).name}, picked because {choice.reason}"
         threshold = None
         if parameters.get(self.THRESHOLD) not in (None, ""):
             threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
@@ -270,7 +280,7 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
             before="",
             after="",
             out_dir=out_dir,
-            model=None if missing else model,  # None: processAlgorithm downloads the default model
+            model=None if choice.missing else choice.path,  # None: processAlgorithm downloads the default model
             prompts=prompts,
             threshold=threshold,
             min_area=self.parameterAsDouble(parameters, self.MIN_AREA, context),

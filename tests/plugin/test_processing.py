@@ -49,7 +49,7 @@ def test_algorithm_declares_its_parameters(provider: object) -> None:
     assert device.usesStaticStrings() and device.options() == ["auto", "cpu", "cuda"]
     tta = algorithm.parameterDefinition("TTA")
     assert tta.usesStaticStrings() and tta.options() == ["none", "flips", "d4"] and tta.defaultValue() == "none"
-    assert Path(algorithm.parameterDefinition("MODEL").defaultValue()).is_file()
+    assert algorithm.parameterDefinition("MODEL").defaultValue() is None  # empty: the model picked by pixel size
     assert algorithm.parameterDefinition("OUTPUT_PROBABILITY").flags() & 8  # FlagOptional
 
 
@@ -203,8 +203,9 @@ def test_qgis_process_runs_the_algorithm(tmp_path: Path) -> None:
         pytest.skip("qgis_process.bin is not installed")
     plugin = tmp_path / "plugins" / "qgis_clipcd"  # the packaged layout, linked to the checkout
     plugin.mkdir(parents=True)
-    for item in (REPO_ROOT / "qgis_clipcd").glob("*.py"):
-        (plugin / item.name).symlink_to(item)
+    for item in (REPO_ROOT / "qgis_clipcd").iterdir():  # modules and the packages by stage
+        if item.name != "__pycache__":
+            (plugin / item.name).symlink_to(item)
     for name in ("metadata.txt", "resources", "backend"):
         (plugin / name).symlink_to(REPO_ROOT / name)
     env = {
@@ -243,6 +244,7 @@ def test_qgis_process_runs_the_algorithm(tmp_path: Path) -> None:
 
 def test_parameters_become_run_params(tmp_path: Path, provider: object) -> None:
     """EXTENT in another CRS is converted to the before raster's; prompts, bands and defaults pass through."""
+    from qgis_clipcd.models.choice import choose_model
     from qgis_clipcd.processing_provider.algorithm import DetectChangeAlgorithm
 
     before, after = write_pair(tmp_path)
@@ -278,7 +280,7 @@ def test_parameters_become_run_params(tmp_path: Path, provider: object) -> None:
     assert params.prompts == ("building", "road")
     assert params.min_area == 25 and params.device == "cuda" and params.bands == (3, 2, 1) and params.tta == "flips"
     assert params.threshold is None
-    assert params.model == str(REPO_ROOT / "resources" / "models" / "clipcd-default.safetensors")
+    assert params.model == choose_model(None, (10.0, 10.0)).path  # the shipped model picked for 10 m pixels
     assert params.extent is not None
     assert params.extent == pytest.approx((UTM_X0 + 200, UTM_Y0 - 500, UTM_X0 + 500, UTM_Y0 - 100), abs=2.0)
     algorithm.prepareAlgorithm(

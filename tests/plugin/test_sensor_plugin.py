@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from affine import Affine
 
+from tests.conftest import REPO_ROOT
 from tests.plugin import write_pair
 from tests.plugin.helpers import wait_for_task
 from tests.rasters import utm_transform, write_raster
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.qgis
 from qgis_clipcd.detection.pixel_size import describe, layer_pixel_size_m  # noqa: E402
 
 ARC_SECOND = 1 / 3600
+AERIAL = REPO_ROOT / "resources" / "models" / "clipcd-default.safetensors"
 
 
 class Feedback(qgis_core.QgsProcessingFeedback):  # type: ignore[misc]
@@ -90,13 +92,14 @@ def test_the_range_warning_reaches_the_message_bar_and_the_feedback(
 
     from qgis_clipcd.dock.widget import ClipCDDock
 
-    before, after = write_pair(tmp_path)  # 10 m pixels; the shipped model knows 0.3-1.5 m
+    before, after = write_pair(tmp_path)  # 10 m pixels; the aerial model knows 0.3-1.5 m
     feedback = Feedback()
     processing.run(
         "clipcd:detect_change",
-        {"BEFORE": str(before), "AFTER": str(after), "DEVICE": "cpu", "OUTPUT_POLYGONS": str(tmp_path / "p.gpkg")},
+        {"BEFORE": str(before), "AFTER": str(after), "DEVICE": "cpu", "MODEL": str(AERIAL),
+         "OUTPUT_POLYGONS": str(tmp_path / "p.gpkg")},
         feedback=feedback,
-    )
+    )  # fmt: skip
     assert len(feedback.warnings) == 1, feedback.warnings
     assert "10.0 m" in feedback.warnings[0] and "0.3-1.5 m" in feedback.warnings[0]
 
@@ -108,6 +111,7 @@ def test_the_range_warning_reaches_the_message_bar_and_the_feedback(
     dock.form.before.setLayer(layers[0])
     dock.form.after.setLayer(layers[1])
     dock.form.device.setCurrentIndex(dock.form.device.findData("cpu"))
+    dock.form.model.setFilePath(str(AERIAL))  # chosen: the picked 10 m model would not warn
     dock.form.output.setFilePath(str(tmp_path / "dock.gpkg"))
     dock.start()
     assert dock.task is not None and wait_for_task(dock.task, timeout=300)

@@ -1,0 +1,42 @@
+"""training.crossval: images dealt into folds, each fold trained without them and scored on them, resumable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.training.tinyrun import kept_threads, make_pairs, write_config
+from training.evaluation.crossval import deal, fold_config, image_names, main
+from training.fit.config import load_config
+
+
+def test_deal_is_round_robin_in_name_order() -> None:
+    assert deal(["a", "b", "c", "d", "e"], 2) == [["a", "c", "e"], ["b", "d"]]
+
+
+def test_folds_train_without_their_images_and_resume(tmp_path: Path) -> None:
+    root = make_pairs(tmp_path / "data", count=4)
+    path = write_config(tmp_path / "tiny.yaml", root)
+    config = load_config(path, [], None)
+    assert image_names(config) == ["pair_1", "pair_2", "pair_3", "pair_4"]  # the validation exclusion lifted
+    fold = fold_config(config, ["pair_1", "pair_3"], "tiny-fold0")
+    assert fold.data.train[0].exclude == ("pair_1", "pair_3") and fold.data.val == () and fold.data.test == ()
+
+    out = tmp_path / "cv"
+    with kept_threads():
+        assert main(["--config", str(path), "--folds", "2", "--out", str(out), "--fold", "1"]) == 0
+    first = json.loads((out / "crossval.json").read_text())
+    assert not first["complete"] and list(first["results"]) == ["1"]
+    scores = first["results"]["1"]
+    assert scores["held_out"] == ["pair_2", "pair_4"] and set(scores["images"]) == {"pair_2", "pair_4"}
+    for image in scores["images"].values():
+        assert 0.0 <= image["model"]["f1"] <= 1.0 and image["colour"]["threshold"] == scores["colour"]["threshold"]
+    assert (out / "fold-1" / "last.safetensors").is_file() and not (out / "fold-1" / "best.safetensors").exists()
+    stamp = (out / "fold-1" / "scores.json").stat().st_mtime_ns
+
+    with kept_threads():
+        assert main(["--config", str(path), "--folds", "2", "--out", str(out)]) == 0
+    done = json.loads((out / "crossval.json").read_text())
+    assert done["complete"] and done["folds"] == [["pair_1", "pair_3"], ["pair_2", "pair_4"]]
+    assert len(done["model_f1_per_fold"]) == 2 and done["model_f1_std"] is not None
+    assert (out / "fold-1" / "scores.json").stat().st_mtime_ns == stamp  # a finished fold is not run again

@@ -1,0 +1,173 @@
+r"""Cross-validation over whole images (cities): ``python -m training.crossval``.
+
+::
+
+    python -m training.crossval --config training/configs/oscd-s2.yaml --folds 4 --out runs/cv \\
+        [--fold 0 --fold 2] [train.iterations=300 ...]
+
+The images of the config's first training source (validation exclusions lifted) are dealt
+round-robin, in name order, into ``--folds`` folds. For each fold the recipe trains on the other
+folds for its fixed length, with no validation: nothing is chosen on the held-out images. The last
+weights are then scored on each held-out image as ``backend detect`` runs (sliding tiles, at the
+card's threshold), beside a colour-difference threshold (at its best threshold on those same images,
+an optimistic baseline). ``<out>/fold-<i>/scores.json`` is written per fold (a finished fold is not
+run again), ``<out>/crossval.json`` at the end: per image, per fold (pooled over its images) and the
+mean and spread over folds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backend.model import load_model
+from backend.outputs.files import atomic_output
+from training.cli import run_command, setup_logging
+from training.data.loaders import eval_set, open_source
+from training.evaluation.compare import ColourDifference, colour_card
+from training.evaluation.evaluate import evaluate
+from training.evaluation.metrics import ConfusionMatrix
+from training.fit.config import Source, TrainConfig, load_config
+from training.fit.distributed import pick_device
+from training.fit.train import train
+from training.fit.validate import SWEEP
+
+_log = logging.getLogger(__name__)
+
+
+def image_names(config: TrainConfig) -> list[str]:
+    """The sample names of the first training source, exclusions lifted, in name order (e.g. city names)."""
+    source = dataclasses.replace(config.data.train[0], exclude=(), only=())
+    dataset, keep = open_source(source, config.data.root)
+    files = dataset.files  # type: ignore[attr-defined]
+    return sorted(Path(files[i].name).stem for i in keep)
+
+
+def deal(names: Sequence[str], folds: int) -> list[list[str]]:
+    """``names`` dealt round-robin into ``folds`` lists (name order, so the deal is reproducible)."""
+    return [list(names[i::folds]) for i in range(folds)]
+
+
+def fold_config(config: TrainConfig, held_out: Sequence[str], name: str) -> TrainConfig:
+    """The recipe trained on everything but ``held_out``, without validation or test sources."""
+    source = dataclasses.replace(config.data.train[0], exclude=tuple(held_out), only=())
+    data = dataclasses.replace(config.data, train=(source, *config.data.train[1:]), val=(), test=())
+    return dataclasses.replace(config, name=name, data=data)
+
+
+def score_fold(run_dir: Path, config: TrainConfig, held_out: Sequence[str], device: str) -> dict[str, Any]:
+    """The fold's last weights and the colour difference on each held-out image."""
+    torch_device = pick_device(device)
+    model, card = load_model(run_dir / "last.safetensors", device=str(torch_device))
+    base = config.data.train[0]
+    images: dict[str, Any] = {}
+    pooled = {"model": ConfusionMatrix(), "colour": ConfusionMatrix()}
+    colour_results = []
+    for name in held_out:
+        source = Source(dataset=base.dataset, root=base.root, split=base.split, only=(name,), protocol="sliding")
+        dataset = eval_set(source, config.data.root)
+        scored = evaluate(model, card, dataset, "sliding", torch_device)
+        colour = evaluate(ColourDifference(), colour_card(), dataset, "sliding", torch_device, sweep=SWEEP)
+        colour_results.append(colour)
+        images[name] = {"model": scored["metrics"], "colour": colour}
+        pooled["model"] = _add(pooled["model"], scored["metrics"])
+        _log.info("%s: F1 %.3f (model at %.2f)", name, scored["metrics"]["f1"], card.threshold)
+    # the colour difference at its best single threshold over the fold's images
+    best_at, best_matrix = 0.0, ConfusionMatrix()
+    for index, threshold in enumerate(SWEEP):
+        matrix = ConfusionMatrix()
+        for result in colour_results:
+            matrix = _add(matrix, result["sweep"][index])
+        if best_matrix.as_dict()["f1"] <= matrix.as_dict()["f1"]:
+            best_at, best_matrix = threshold, matrix
+    for name, result in zip(held_out, colour_results, strict=True):
+        index = list(SWEEP).index(best_at)
+        images[name]["colour"] = {"threshold": best_at, **result["sweep"][index]}
+    return {
+        "held_out": list(held_out),
+        "threshold": card.threshold,
+        "images": images,
+        "model": pooled["model"].as_dict(),
+        "colour": {"threshold": best_at, **best_matrix.as_dict()},
+    }
+
+
+def _add(matrix: ConfusionMatrix, counts: dict[str, Any]) -> ConfusionMatrix:
+    extra = ConfusionMatrix(np.array([[counts["tn"], counts["fp"]], [counts["fn"], counts["tp"]]]))
+    return ConfusionMatrix(matrix.matrix + extra.matrix)
+
+
+def crossval(
+    config: TrainConfig, folds: int, out: Path, only: Sequence[int] = (), device: str = "auto"
+) -> dict[str, Any]:
+    """Run (or resume) the folds and write ``crossval.json``; returns its content."""
+    names = image_names(config)
+    dealt = deal(names, folds)
+    results: dict[str, Any] = {}
+    for index, held_out in enumerate(dealt):
+        fold_dir = out / f"fold-{index}"
+        scores_file = fold_dir / "scores.json"
+        if scores_file.is_file():
+            results[str(index)] = json.loads(scores_file.read_text(encoding="utf-8"))
+            continue
+        if only and index not in only:
+            continue
+        _log.info("fold %d of %d: holding out %s", index, folds, ", ".join(held_out))
+        train(fold_config(config, held_out, f"{config.name}-fold{index}"), fold_dir, device=device)
+        scores = score_fold(fold_dir, config, held_out, device)
+        with atomic_output(scores_file) as partial:
+            partial.write_text(json.dumps(scores, indent=2), encoding="utf-8")
+        results[str(index)] = scores
+    f1s = [results[k]["model"]["f1"] for k in sorted(results)]
+    colours = [results[k]["colour"]["f1"] for k in sorted(results)]
+    summary = {
+        "config": config.name,
+        "folds": dealt,
+        "results": results,
+        "model_f1_per_fold": f1s,
+        "colour_f1_per_fold": colours,
+        "model_f1_mean": statistics.fmean(f1s) if f1s else None,
+        "model_f1_std": statistics.stdev(f1s) if len(f1s) > 1 else None,
+        "colour_f1_mean": statistics.fmean(colours) if colours else None,
+        "complete": len(results) == folds,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_output(out / "crossval.json") as partial:
+        partial.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: 0 done, 2 bad input."""
+    parser = argparse.ArgumentParser(prog="python -m training.crossval", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="the recipe; its first training source is split by image")
+    parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--fold", type=int, action="append", default=[], help="run only these folds (repeatable)")
+    parser.add_argument("--data-root", help="replaces the config's data root")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.iterations=300")
+    args = parser.parse_args(argv)
+    setup_logging(fmt="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def work() -> str:
+        config = load_config(Path(args.config), args.overrides, args.data_root)
+        summary = crossval(config, args.folds, args.out, args.fold, args.device)
+        per_fold = ", ".join(f"{100 * f:.1f}" for f in summary["model_f1_per_fold"])
+        colour = ", ".join(f"{100 * f:.1f}" for f in summary["colour_f1_per_fold"])
+        return f"F1 per fold: {per_fold} (colour difference: {colour}); written {args.out / 'crossval.json'}"
+
+    return run_command(work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
