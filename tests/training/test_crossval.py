@@ -6,12 +6,25 @@ import json
 from pathlib import Path
 
 from tests.training.tinyrun import kept_threads, make_pairs, write_config
-from training.evaluation.crossval import deal, fold_config, image_names, main
+from training.evaluation.crossval import best_colour, deal, fold_config, image_names, main
 from training.fit.config import load_config
+from training.fit.validate import SWEEP
 
 
 def test_deal_is_round_robin_in_name_order() -> None:
     assert deal(["a", "b", "c", "d", "e"], 2) == [["a", "c", "e"], ["b", "d"]]
+
+
+def test_the_colour_threshold_is_the_pooled_best_even_when_no_threshold_is_perfect() -> None:
+    def counts(tp: int, fp: int, fn: int) -> dict[str, int]:
+        return {"tp": tp, "fp": fp, "fn": fn, "tn": 100}
+
+    # two images; pooled F1 peaks at the third threshold, though image 1 alone peaks at the first
+    first = {"sweep": [counts(5, 1, 5), counts(5, 3, 5), counts(6, 4, 4)] + [counts(1, 9, 9)] * (len(SWEEP) - 3)}
+    second = {"sweep": [counts(1, 9, 9), counts(2, 8, 8), counts(8, 1, 2)] + [counts(1, 9, 9)] * (len(SWEEP) - 3)}
+    threshold, matrix = best_colour([first, second])
+    assert threshold == SWEEP[2]
+    assert matrix.as_dict()["tp"] == 14 and matrix.as_dict()["f1"] < 1.0
 
 
 def test_folds_train_without_their_images_and_resume(tmp_path: Path) -> None:

@@ -81,16 +81,9 @@ def score_fold(run_dir: Path, config: TrainConfig, held_out: Sequence[str], devi
         images[name] = {"model": scored["metrics"], "colour": colour}
         pooled["model"] = _add(pooled["model"], scored["metrics"])
         _log.info("%s: F1 %.3f (model at %.2f)", name, scored["metrics"]["f1"], card.threshold)
-    # the colour difference at its best single threshold over the fold's images
-    best_at, best_matrix = 0.0, ConfusionMatrix()
-    for index, threshold in enumerate(SWEEP):
-        matrix = ConfusionMatrix()
-        for result in colour_results:
-            matrix = _add(matrix, result["sweep"][index])
-        if best_matrix.as_dict()["f1"] <= matrix.as_dict()["f1"]:
-            best_at, best_matrix = threshold, matrix
+    best_at, best_matrix = best_colour(colour_results)
+    index = list(SWEEP).index(best_at)
     for name, result in zip(held_out, colour_results, strict=True):
-        index = list(SWEEP).index(best_at)
         images[name]["colour"] = {"threshold": best_at, **result["sweep"][index]}
     return {
         "held_out": list(held_out),
@@ -99,6 +92,21 @@ def score_fold(run_dir: Path, config: TrainConfig, held_out: Sequence[str], devi
         "model": pooled["model"].as_dict(),
         "colour": {"threshold": best_at, **best_matrix.as_dict()},
     }
+
+
+def best_colour(results: Sequence[dict[str, Any]]) -> tuple[float, ConfusionMatrix]:
+    """The sweep threshold at which the colour difference's F1, pooled over ``results``' images, is highest."""
+    best: tuple[float, float, ConfusionMatrix] | None = None
+    for index, threshold in enumerate(SWEEP):
+        matrix = ConfusionMatrix()
+        for result in results:
+            matrix = _add(matrix, result["sweep"][index])
+        f1 = float(matrix.as_dict()["f1"])
+        if best is None or f1 > best[0]:
+            best = (f1, threshold, matrix)
+    if best is None:
+        raise ValueError("no colour-difference results to choose a threshold from")
+    return best[1], best[2]
 
 
 def _add(matrix: ConfusionMatrix, counts: dict[str, Any]) -> ConfusionMatrix:
@@ -122,7 +130,8 @@ def crossval(
         if only and index not in only:
             continue
         _log.info("fold %d of %d: holding out %s", index, folds, ", ".join(held_out))
-        train(fold_config(config, held_out, f"{config.name}-fold{index}"), fold_dir, device=device)
+        if not (fold_dir / "run.json").is_file():  # a fold whose training finished is only scored again
+            train(fold_config(config, held_out, f"{config.name}-fold{index}"), fold_dir, device=device)
         scores = score_fold(fold_dir, config, held_out, device)
         with atomic_output(scores_file) as partial:
             partial.write_text(json.dumps(scores, indent=2), encoding="utf-8")
