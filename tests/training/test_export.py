@@ -65,6 +65,28 @@ def test_the_exported_card_carries_threshold_licences_validation_and_description
     assert loaded.metrics == card["metrics"]
 
 
+def test_a_crossval_report_goes_on_the_card(run_dir: Path, tmp_path: Path) -> None:
+    image = {"model": {"f1": 0.4}, "colour": {"f1": 0.3, "threshold": 0.5}}
+    report = {
+        "folds": [["a"], ["b"]],
+        "results": {"0": {"images": {"a": image}}, "1": {"images": {"b": image}}},
+        "model_f1_per_fold": [0.4, 0.5],
+        "model_f1_mean": 0.45,
+        "model_f1_std": 0.07,
+        "colour_f1_per_fold": [0.3, 0.2],
+    }
+    path = tmp_path / "crossval.json"
+    path.write_text(json.dumps(report), encoding="utf-8")
+    card = export.export(run_dir, tmp_path / "model.safetensors", rescore=False, device="cpu", crossval=path)
+    figures = read_card(tmp_path / "model.safetensors").metrics["crossval"]
+    assert figures == card["metrics"]["crossval"]
+    assert figures["f1_per_fold"] == [0.4, 0.5] and figures["f1_mean"] == 0.45
+    assert figures["f1_per_image"] == {
+        "a": {"model": 0.4, "colour_difference": 0.3},
+        "b": {"model": 0.4, "colour_difference": 0.3},
+    }
+
+
 def test_no_rescore_takes_the_validation_figures_from_run_json(run_dir: Path, tmp_path: Path) -> None:
     card = export.export(run_dir, tmp_path / "model.safetensors", rescore=False, device="cpu")
     per_source = read_json(run_dir / "run.json")["validation"]["per_source"]

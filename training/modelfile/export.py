@@ -85,6 +85,24 @@ def _comparison(validation: dict[str, Any], baselines: dict[str, Any]) -> str:
     )
 
 
+def crossval_figures(report: dict[str, Any]) -> dict[str, Any]:
+    """The card's summary of a ``training.crossval`` report: F1 per fold and per image, beside the colour difference."""
+    results = report.get("results", {})
+    return {
+        "folds": report.get("folds", []),
+        "f1_per_fold": report.get("model_f1_per_fold", []),
+        "f1_mean": report.get("model_f1_mean"),
+        "f1_std": report.get("model_f1_std"),
+        "colour_difference_f1_per_fold": report.get("colour_f1_per_fold", []),
+        "f1_per_image": {
+            name: {"model": image["model"]["f1"], "colour_difference": image["colour"]["f1"]}
+            for fold in results.values()
+            for name, image in fold.get("images", {}).items()
+        },
+        "note": "whole images never trained on; each fold trained for the recipe's fixed length without validation",
+    }
+
+
 def export(
     run_dir: Path,
     out: Path,
@@ -94,6 +112,7 @@ def export(
     data_root: str | None = None,
     rescore: bool = True,
     device: str = "auto",
+    crossval: Path | None = None,
 ) -> dict[str, Any]:
     """Write the run's best model with its shipping card to ``out``; returns the card as a dict."""
     best, run_file, config_file = run_dir / BEST, run_dir / "run.json", run_dir / "config.json"
@@ -127,6 +146,8 @@ def export(
         metrics["test"] = run["test"]
     if compare is not None:
         metrics["baselines"] = json.loads(compare.read_text(encoding="utf-8")).get("validation", {})
+    if crossval is not None:
+        metrics["crossval"] = crossval_figures(json.loads(crossval.read_text(encoding="utf-8")))
     roots = {Path(s.root).name for s in (*config.data.train, *config.data.val)}
     encoder = model.config.image_encoder
     training = {
@@ -166,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the model file to write (.safetensors)")
     parser.add_argument("--fp16", action="store_true", help="store float tensors as float16 (half the size)")
     parser.add_argument("--compare", help="a `training.compare --json` report to put on the card as baselines")
+    parser.add_argument("--crossval", help="a `training.crossval` crossval.json to put on the card")
     parser.add_argument("--data-root", help="replaces the run's data root for re-scoring validation")
     parser.add_argument("--no-rescore", action="store_true", help="take validation figures from run.json")
     parser.add_argument("--device", default="auto")
@@ -176,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         card = export(
             Path(args.run_dir), Path(args.out), fp16=args.fp16, compare=Path(args.compare) if args.compare else None,
             data_root=args.data_root, rescore=not args.no_rescore, device=args.device,
+            crossval=Path(args.crossval) if args.crossval else None,
         )  # fmt: skip
         return json.dumps({"out": args.out, "threshold": card["threshold"], "metrics": card["metrics"]})
 
