@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
@@ -160,6 +161,21 @@ def test_the_dock_and_processing_give_the_same_polygons(
     assert dock.status.text().startswith("Done"), dock.status.text()
     assert geometries(tmp_path / "dock.gpkg") == geometries(result["OUTPUT_POLYGONS"])
     assert len(geometries(tmp_path / "dock.gpkg")) == result["POLYGONS"] >= 1
+    release(dock)
+
+
+def release(widget: object) -> None:
+    """Delete a widget and the run's layers now, not when the garbage collector next runs in another test.
+
+    A dock left to the cyclic collector was destroyed in the middle of a later test's Processing call;
+    deleting it here keeps each test's QGIS objects inside that test.
+    """
+    from qgis.PyQt.QtCore import QCoreApplication, QEvent
+
+    widget.deleteLater()  # type: ignore[attr-defined]
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    qgis_core.QgsProject.instance().removeAllMapLayers()
+    gc.collect()
 
 
 @pytest.mark.slow
@@ -247,6 +263,7 @@ def test_parameters_become_run_params(tmp_path: Path, provider: object) -> None:
     from qgis_clipcd.models.choice import choose_model
     from qgis_clipcd.processing_provider.algorithm import DetectChangeAlgorithm
 
+    gc.collect()  # no object of an earlier test is destroyed during the transforms below
     before, after = write_pair(tmp_path)
     algorithm = qgis_core.QgsApplication.processingRegistry().createAlgorithmById("clipcd:detect_change")
     assert isinstance(algorithm, DetectChangeAlgorithm)
