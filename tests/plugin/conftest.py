@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 from collections.abc import Iterator
@@ -11,6 +12,13 @@ import pytest
 
 from qgis_clipcd.models import store as model_store
 from tests.plugin.release_server import REAL_MODEL, Handler, Served, Server, url_of
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage_at_the_end() -> Iterator[None]:
+    """Collect each test's cyclic garbage (docks, tasks, layers) when it ends, not inside a later test's QGIS call."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture
