@@ -70,6 +70,7 @@ class HeadConfig:
     drop_path: float = 0.2
     dropout: float = 0.1
     output_stride: int = 4  # siamese: 2 refines the stride-4 map with the encoder's stride-2 level
+    input_scale: float = 1.0  # siamese: both dates are resampled by this factor before the encoder
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,12 @@ class ModelConfig:
             raise InputError(
                 f"config {config.name!r}: head.output_stride must be 4, or 2 for a siamese config "
                 f"(got {config.head.output_stride})"
+            )
+        scale = config.head.input_scale
+        if not 0.25 <= scale <= 4 or (scale != 1.0 and config.kind != "siamese"):
+            raise InputError(
+                f"config {config.name!r}: head.input_scale must be in [0.25, 4], and 1 unless the config is "
+                f"siamese (got {scale})"
             )
         if config.image_encoder != "clip" and not config.image_encoder.startswith("efficientnet-lite"):
             raise InputError(

@@ -78,3 +78,27 @@ def test_files_without_output_stride_load_as_stride_4():
     config = get_config("siamese-lite0").to_dict()
     del config["head"]["output_stride"]
     assert ModelConfig.from_dict(config).head.output_stride == 4
+
+
+def test_input_scale_enlarges_what_the_encoder_sees_and_returns_the_input_size(tmp_path):
+    model = create_model("siamese-lite0-s2", head={"input_scale": 2.0})
+    sizes: list[tuple[int, int]] = []
+    model.encoder.register_forward_hook(lambda _m, inputs, _o: sizes.append(tuple(inputs[0].shape[-2:])))
+    a, b = _pair(1, 64, 96)
+    with torch.no_grad():
+        logits = model(a, b)
+    assert sizes == [(128, 192)] and logits.shape == (1, 2, 64, 96)
+    path = tmp_path / "x2.safetensors"
+    save_model(model, build_card(model, threshold=0.5), path)
+    loaded, _ = load_model(path)
+    assert loaded.config.head.input_scale == 2.0
+    with torch.no_grad():
+        assert torch.equal(logits, loaded(a, b))
+
+
+@pytest.mark.parametrize(("kind", "scale"), [("siamese", 8.0), ("siamese", 0.0), ("changeclip", 2.0)])
+def test_input_scale_is_checked(kind, scale):
+    base = get_config("siamese-lite0" if kind == "siamese" else "changeclip-lite0").to_dict()
+    base["head"]["input_scale"] = scale
+    with pytest.raises(InputError, match="input_scale"):
+        ModelConfig.from_dict(base)

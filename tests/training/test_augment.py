@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from training.data.augment import IGNORE, augment, flip, photometric, rotate, swap_dates, zoom
+from training.data.augment import IGNORE, augment, flip, photometric, radiometric, rotate, swap_dates, zoom
 
 
 def _batch(n: int = 4, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -152,3 +152,29 @@ def test_swap_dates_exchanges_exactly_the_chosen_samples() -> None:
     for row in range(64):
         expected = (image_b[row], image_a[row]) if chosen[row] else (image_a[row], image_b[row])
         assert torch.equal(out_a[row], expected[0]) and torch.equal(out_b[row], expected[1])
+
+
+def test_radiometric_at_strength_0_or_p_0_changes_nothing() -> None:
+    image, _, _ = _batch(n=4)
+    assert torch.equal(radiometric(image, _gen(), 0.0), image)
+    assert torch.equal(radiometric(image, _gen(), 0.3, p=0.0), image)
+
+
+def test_radiometric_changes_about_half_the_samples_within_unit_range() -> None:
+    image = torch.full((16, 3, 32, 32), 0.4)
+    out = radiometric(image, _gen(2), 0.3)
+    changed = [not torch.equal(out[i], image[i]) for i in range(16)]
+    assert 3 <= sum(changed) <= 13
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
+def test_radiometric_gain_varies_across_the_crop_and_between_bands() -> None:
+    """A flat grey crop comes out with smooth patches: its bands and its corners differ."""
+    image = torch.full((8, 3, 64, 64), 0.4)
+    out = radiometric(image, _gen(3), 0.3, p=1.0)
+    corners = out[:, :, :8, :8].mean(dim=(2, 3)) - out[:, :, -8:, -8:].mean(dim=(2, 3))
+    assert float(corners.abs().max()) > 0.02, "the gain field is flat"
+    bands = out.mean(dim=(2, 3))
+    assert float((bands[:, 0] - bands[:, 2]).abs().max()) > 0.02, "every band got the same gain"
+    neighbours = (out[..., 1:] - out[..., :-1]).abs().max()
+    assert float(neighbours) < 0.04, "the gain field is not smooth"  # per-pixel gains would reach ~0.2

@@ -95,6 +95,12 @@ def test_zoom_and_swap_dates_are_checked(train: dict[str, object]) -> None:
         TrainConfig.from_dict({"name": "x", "data": data, "train": train})
 
 
+def test_radiometric_strength_is_checked() -> None:
+    data = {"train": [{"dataset": "folder"}]}
+    with pytest.raises(InputError, match=r"train\.radiometric must be in \[0, 1\], got 1.5"):
+        TrainConfig.from_dict({"name": "x", "data": data, "train": {"radiometric": 1.5}})
+
+
 @pytest.mark.parametrize(
     ("text", "key", "value"),
     [

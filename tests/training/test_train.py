@@ -74,9 +74,9 @@ def test_three_iterations_from_argv_write_a_run_that_evaluate_and_the_backend_lo
     assert sum(report["metrics"][k] for k in ("tn", "fp", "fn", "tp")) == 3 * 64 * 64
 
 
-def test_zoom_and_date_swaps_train(tmp_path: Path) -> None:
+def test_zoom_date_swaps_and_radiometric_changes_train(tmp_path: Path) -> None:
     root = make_pairs(tmp_path / "data")
-    extra = {"iterations": 2, "augment": True, "zoom": [0.75, 1.5], "swap_dates": 0.5}
+    extra = {"iterations": 2, "augment": True, "zoom": [0.75, 1.5], "swap_dates": 0.5, "radiometric": 0.25}
     config = write_config(tmp_path / "tiny.yaml", root, train=extra)
     _train(config, tmp_path / "run")
     assert read_json(tmp_path / "run" / "config.json")["train"]["zoom"] == [0.75, 1.5]

@@ -8,8 +8,10 @@ After mmseg's pipeline in the reference configs (``configs/_base_/datasets/base_
 - photometric distortion drawn independently per date: brightness ±10 (of 255), contrast and
   saturation in [0.8, 1.2], hue ±10 (of mmseg's 180-step hue circle), each applied with p 0.5.
 
-Two more, off by default (``train.zoom``, ``train.swap_dates``) and not used by the shipped
-model's recipe: a random zoom (:func:`zoom`) and exchanging the dates (:func:`swap_dates`).
+Three more, off by default (``train.zoom``, ``train.swap_dates``, ``train.radiometric``) and not
+used by the aerial model's recipe: a random zoom (:func:`zoom`), exchanging the dates
+(:func:`swap_dates`) and radiometric and seasonal colour changes that are not change
+(:func:`radiometric`).
 
 Images are ``(B, 3, H, W)`` in ``[0, 1]`` (before normalisation); masks ``(B, H, W)`` int64.
 Working on the batch on the GPU keeps the data loader down to reading and cropping.
@@ -158,6 +160,35 @@ def photometric(image: Tensor, generator: torch.Generator) -> Tensor:
     if bool((hue != 0).any()):
         image = _rotate_hue(image, hue)
     return image.clamp(0.0, 1.0)
+
+
+def radiometric(image: Tensor, generator: torch.Generator, strength: float, p: float = 0.5) -> Tensor:
+    """Colour changes that are not change, for one date: what a season or another sun does.
+
+    Each chosen sample gets, per band, a gain ``exp(U(-s, s))`` for the whole crop, times a smooth
+    gain field ``exp(U(-s, s))`` drawn on a 4 x 4 grid and enlarged bicubically (fields greening or
+    ploughed in patches of a few hundred metres at 10 m), then a gamma ``exp(U(-s/2, s/2))``.
+    OSCD's false alarms are mostly such changes: farmland between seasons, towns under another
+    light. ``strength`` 0 changes nothing.
+    """
+    n, bands, height, width = image.shape
+    if strength <= 0:
+        return image
+    device = image.device
+    chosen = _chance(n, p, generator, device).view(-1, 1, 1, 1)
+    if not bool(chosen.any()):
+        return image
+
+    def log_uniform(*shape: int, s: float) -> Tensor:
+        return torch.exp(s * (2 * torch.rand(*shape, generator=generator) - 1)).to(device)
+
+    field = F.interpolate(
+        log_uniform(n, bands, 4, 4, s=strength), size=(height, width), mode="bicubic", align_corners=False
+    ).clamp(min=0.0)
+    gain = log_uniform(n, bands, 1, 1, s=strength) * field
+    gamma = log_uniform(n, 1, 1, 1, s=strength / 2)
+    changed = (image * gain).clamp(0.0, 1.0).clamp(min=1e-6) ** gamma
+    return torch.where(chosen, changed.to(image.dtype), image)
 
 
 def augment(

@@ -113,6 +113,8 @@ class TrainSection:
         augment: Apply the reference augmentations (rotation, flips, per-date photometric).
         zoom: Range of a random zoom applied to half the samples; ``[1, 1]`` (the reference) is off.
         swap_dates: Probability of exchanging a sample's two dates; 0 (the reference) is off.
+        radiometric: Strength of per-date band gains, smooth gain fields and gamma
+            (``training.data.augment.radiometric``) applied to half the samples; 0 (the reference) is off.
         seed: Seed of weights, sampling and augmentation.
         threads: CPU threads for torch (0 leaves torch's default).
         stop_after: Stop (with a checkpoint) after this many iterations, as if interrupted, with the
@@ -132,6 +134,7 @@ class TrainSection:
     augment: bool = True
     zoom: tuple[float, float] = (1.0, 1.0)
     swap_dates: float = 0.0
+    radiometric: float = 0.0
     seed: int = 0
     threads: int = 0
     stop_after: int = 0
@@ -224,6 +227,8 @@ def _check(config: TrainConfig) -> None:
             f"train.zoom must be [low, high] with 0 < low <= high, train.swap_dates in [0, 1] "
             f"(got {list(t.zoom)}, {t.swap_dates})"
         )
+    if not 0.0 <= t.radiometric <= 1.0:
+        problems.append(f"train.radiometric must be in [0, 1], got {t.radiometric}")
     if t.loss not in ("ce", "ce+dice"):
         problems.append(f"train.loss must be 'ce' or 'ce+dice', got {t.loss!r}")
     if t.precision not in ("fp32", "bf16"):

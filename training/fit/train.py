@@ -37,7 +37,7 @@ from backend.model import build_card, save_model
 from backend.outputs.files import atomic_output
 from backend.raster.transform import normalise
 from training.cli import run_command, setup_logging
-from training.data.augment import augment, swap_dates, zoom
+from training.data.augment import augment, radiometric, swap_dates, zoom
 from training.data.loaders import CropPool, collate
 from training.fit import distributed
 from training.fit.checkpoint import BEST, load_checkpoint, save_checkpoint
@@ -135,6 +135,8 @@ def _train(config: TrainConfig, run_dir: Path, ctx: distributed.Context, resume:
             if t.augment:
                 a, b, mask = augment(a, b, mask, generator)
             a, b, mask = zoom(a, b, mask, generator, t.zoom)
+            if t.radiometric > 0:
+                a, b = radiometric(a, generator, t.radiometric), radiometric(b, generator, t.radiometric)
             if t.swap_dates > 0:
                 a, b, swapped = swap_dates(a, b, generator, t.swap_dates)
                 names = _swap_names(names, swapped.tolist())

@@ -4,7 +4,9 @@ Both dates go through one EfficientNet-Lite; per level, ``cat(a, b, |a - b|)`` i
 1x1 convolution; a feature pyramid merges the levels top-down, and a small head turns the
 stride-4 map into two logits (no change, change). With ``head.output_stride`` 2, the stride-4 map
 is first upsampled and refined with the fused stride-2 level (sharper outlines for a fifth more
-compute). No text side: prompts are accepted and ignored,
+compute). With ``head.input_scale`` above 1 both dates are enlarged (bilinear) before the
+encoder and the logits brought back to the input's size, so the encoder's first strides do not
+swallow objects of one or two pixels (10 m imagery). No text side: prompts are accepted and ignored,
 so the model plugs into the same pipeline, model file and training loop as ChangeCLIP.
 """
 
@@ -74,7 +76,13 @@ class SiameseChange(nn.Module):
         if prompts and any(p.strip() for p in prompts) and not self._warned_prompts:
             _logger.warning("%s has no text side: ignoring the class names %s", self.config.name, list(prompts))
             self._warned_prompts = True
-        b = image_a.shape[0]
+        b, size = image_a.shape[0], image_a.shape[-2:]
+        scale = self.config.head.input_scale
+        if scale != 1.0:  # to multiples of 32 again, as the encoder's strides need
+            enlarged = [max(32, round(side * scale / 32) * 32) for side in size]
+            image_a, image_b = (
+                F.interpolate(x, size=enlarged, mode="bilinear", align_corners=False) for x in (image_a, image_b)
+            )
         levels = [_difference(f, b) for f in self.encoder(torch.cat([image_a, image_b]))]
         if self.fine is not None and self.refine is not None:
             finest, levels = levels[0], levels[1:]
@@ -84,7 +92,7 @@ class SiameseChange(nn.Module):
             up = F.interpolate(features, size=fine.shape[-2:], mode="bilinear", align_corners=False)
             features = self.refine(torch.cat([up, fine], dim=1))
         logits = self.head(features)
-        return F.interpolate(logits, size=image_a.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
 FINE_WIDTH = 32  # channels of the stride-2 refinement (output_stride 2)
