@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax in the before raster's CRS")
     detect.add_argument(
         "--bands",
-        type=_bands,
+        type=parse_bands,
         help="the model's bands (red,green,blue) by number or name: 4,3,2 or B04,B03,B02 or red,green,blue "
         "(default: by the band descriptions, else colour interpretation, else 1,2,3)",
     )
@@ -202,7 +202,8 @@ def _extent(text: str) -> tuple[float, float, float, float]:
     return values[0], values[1], values[2], values[3]
 
 
-def _bands(text: str) -> tuple[int | str, ...]:
+def parse_bands(text: str) -> tuple[int | str, ...]:
+    """``--bands`` text (``4,3,2``, ``B04,B03,B02``, ``red,green,blue``) as three numbers or names."""
     tokens = [token.strip() for token in text.split(",")]
     if len(tokens) != 3 or not all(tokens):
         raise argparse.ArgumentTypeError(
