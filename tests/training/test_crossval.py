@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tests.training.tinyrun import kept_threads, make_pairs, write_config
-from training.evaluation.crossval import best_colour, deal, fold_config, image_names, main
+from training.evaluation.crossval import best_pooled, deal, fold_config, image_names, main
 from training.fit.config import load_config
 from training.fit.validate import SWEEP
 
@@ -22,7 +22,7 @@ def test_the_colour_threshold_is_the_pooled_best_even_when_no_threshold_is_perfe
     # two images; pooled F1 peaks at the third threshold, though image 1 alone peaks at the first
     first = {"sweep": [counts(5, 1, 5), counts(5, 3, 5), counts(6, 4, 4)] + [counts(1, 9, 9)] * (len(SWEEP) - 3)}
     second = {"sweep": [counts(1, 9, 9), counts(2, 8, 8), counts(8, 1, 2)] + [counts(1, 9, 9)] * (len(SWEEP) - 3)}
-    threshold, matrix = best_colour([first, second])
+    threshold, matrix = best_pooled([first, second])
     assert threshold == SWEEP[2]
     assert matrix.as_dict()["tp"] == 14 and matrix.as_dict()["f1"] < 1.0
 
@@ -52,4 +52,5 @@ def test_folds_train_without_their_images_and_resume(tmp_path: Path) -> None:
     done = json.loads((out / "crossval.json").read_text())
     assert done["complete"] and done["folds"] == [["pair_1", "pair_3"], ["pair_2", "pair_4"]]
     assert len(done["model_f1_per_fold"]) == 2 and done["model_f1_std"] is not None
+    assert done["model_threshold"]["threshold"] in SWEEP and done["model_threshold"]["images"] == 4
     assert (out / "fold-1" / "scores.json").stat().st_mtime_ns == stamp  # a finished fold is not run again

@@ -75,13 +75,13 @@ def score_fold(run_dir: Path, config: TrainConfig, held_out: Sequence[str], devi
     for name in held_out:
         source = Source(dataset=base.dataset, root=base.root, split=base.split, only=(name,), protocol="sliding")
         dataset = eval_set(source, config.data.root)
-        scored = evaluate(model, card, dataset, "sliding", torch_device)
+        scored = evaluate(model, card, dataset, "sliding", torch_device, sweep=SWEEP)
         colour = evaluate(ColourDifference(), colour_card(), dataset, "sliding", torch_device, sweep=SWEEP)
         colour_results.append(colour)
-        images[name] = {"model": scored["metrics"], "colour": colour}
+        images[name] = {"model": scored["metrics"], "colour": colour, "model_sweep": scored["sweep"]}
         pooled["model"] = _add(pooled["model"], scored["metrics"])
         _log.info("%s: F1 %.3f (model at %.2f)", name, scored["metrics"]["f1"], card.threshold)
-    best_at, best_matrix = best_colour(colour_results)
+    best_at, best_matrix = best_pooled(colour_results)
     index = list(SWEEP).index(best_at)
     for name, result in zip(held_out, colour_results, strict=True):
         images[name]["colour"] = {"threshold": best_at, **result["sweep"][index]}
@@ -94,19 +94,32 @@ def score_fold(run_dir: Path, config: TrainConfig, held_out: Sequence[str], devi
     }
 
 
-def best_colour(results: Sequence[dict[str, Any]]) -> tuple[float, ConfusionMatrix]:
-    """The sweep threshold at which the colour difference's F1, pooled over ``results``' images, is highest."""
+def best_pooled(results: Sequence[dict[str, Any]], key: str = "sweep") -> tuple[float, ConfusionMatrix]:
+    """The sweep threshold at which F1 pooled over ``results``' images (each a ``key`` list of counts) is highest."""
     best: tuple[float, float, ConfusionMatrix] | None = None
     for index, threshold in enumerate(SWEEP):
         matrix = ConfusionMatrix()
         for result in results:
-            matrix = _add(matrix, result["sweep"][index])
+            matrix = _add(matrix, result[key][index])
         f1 = float(matrix.as_dict()["f1"])
         if best is None or f1 > best[0]:
             best = (f1, threshold, matrix)
     if best is None:
-        raise ValueError("no colour-difference results to choose a threshold from")
+        raise ValueError("no results to choose a threshold from")
     return best[1], best[2]
+
+
+def _model_threshold(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The threshold for a model trained on every image: the sweep's pooled best over all held-out images.
+
+    Each fold's figures stay at the recipe's threshold (nothing chosen on held-out images); this one
+    is chosen on them, for the next model only. None while a fold was scored without the sweep.
+    """
+    images = [image for fold in results.values() for image in fold["images"].values()]
+    if not images or not all("model_sweep" in image for image in images):
+        return None
+    threshold, matrix = best_pooled(images, key="model_sweep")
+    return {"threshold": threshold, "pooled_f1": matrix.as_dict()["f1"], "images": len(images)}
 
 
 def _add(matrix: ConfusionMatrix, counts: dict[str, Any]) -> ConfusionMatrix:
@@ -148,6 +161,7 @@ def crossval(
         "model_f1_std": statistics.stdev(f1s) if len(f1s) > 1 else None,
         "colour_f1_mean": statistics.fmean(colours) if colours else None,
         "complete": len(results) == folds,
+        "model_threshold": _model_threshold(results),
     }
     out.mkdir(parents=True, exist_ok=True)
     with atomic_output(out / "crossval.json") as partial:
