@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from backend.errors import InputError
 from backend.model import load_model, read_card
 from tests.training.tinyrun import kept_threads, make_pairs, read_json, write_config
 from training.fit import train
@@ -87,6 +88,30 @@ def test_a_crossval_report_goes_on_the_card(run_dir: Path, tmp_path: Path) -> No
     }
 
 
+def test_a_run_without_validation_ships_its_last_weights_at_the_crossval_threshold(tmp_path: Path) -> None:
+    make_pairs(tmp_path / "data")
+    config = write_config(tmp_path / "all.yaml", tmp_path / "data", data={"train": [{"dataset": "folder"}], "val": []})
+    with kept_threads():
+        assert train.main(["--config", str(config), "--out", str(tmp_path / "run"), "--device", "cpu"]) == 0
+    assert not (tmp_path / "run" / "best.safetensors").exists()
+    with pytest.raises(InputError, match="--crossval"):
+        export.export(tmp_path / "run", tmp_path / "model.safetensors", device="cpu")
+    report = {
+        "folds": [["pair_1"]],
+        "results": {},
+        "model_threshold": {"threshold": 0.35, "pooled_f1": 0.5, "images": 3},
+    }
+    (tmp_path / "crossval.json").write_text(json.dumps(report), encoding="utf-8")
+    card = export.export(
+        tmp_path / "run", tmp_path / "model.safetensors", device="cpu", crossval=tmp_path / "crossval.json"
+    )
+    assert card["threshold"] == 0.35 and "cross-validation" in card["metrics"]["threshold_chosen_on"]
+    assert card["training"]["best_iteration"] is None
+    model, _ = load_model(tmp_path / "model.safetensors")
+    last, _ = load_model(tmp_path / "run" / "last.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), last.state_dict().values(), strict=True))
+
+
 def test_no_rescore_takes_the_validation_figures_from_run_json(run_dir: Path, tmp_path: Path) -> None:
     card = export.export(run_dir, tmp_path / "model.safetensors", rescore=False, device="cpu")
     per_source = read_json(run_dir / "run.json")["validation"]["per_source"]
@@ -123,7 +148,7 @@ def test_fp16_halves_the_float_tensors_and_still_loads(
 def test_a_folder_that_is_not_a_finished_run_is_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert export.main([str(tmp_path), "--out", str(tmp_path / "x.safetensors")]) == 2
     error = capsys.readouterr().err
-    assert "best.safetensors not found" in error and "finished training run" in error
+    assert "run.json not found" in error and "finished training run" in error
 
 
 def test_the_card_sentence_compares_mean_f1_on_the_same_sets() -> None:

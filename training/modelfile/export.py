@@ -9,6 +9,11 @@ Takes the run's ``best.safetensors`` and writes a model file whose card gives th
 config and data with their licences, the validation figures per source with their protocol at
 the threshold chosen on validation (re-scored here), the baselines from ``training.compare``
 when given, and a plain description of what the model is and is not.
+
+A run with no validation images (the recipe trained on every image, after ``training.crossval``
+measured it) has no best checkpoint: its last weights are exported, at the threshold the
+cross-validation report names for such a model (``model_threshold``: the sweep's pooled best over
+every held-out image), and the card's figures are the cross-validation's.
 """
 
 from __future__ import annotations
@@ -28,11 +33,11 @@ from backend.model import build_card, load_model, save_model
 from training.cli import run_command, setup_logging
 from training.data.loaders import eval_set
 from training.evaluation.evaluate import evaluate
-from training.fit.checkpoint import BEST
+from training.fit.checkpoint import BEST, LAST
 from training.fit.config import TrainConfig
 from training.fit.distributed import pick_device
 from training.fit.models import describe_sources
-from training.fit.validate import threshold_rule
+from training.fit.validate import SWEEP, threshold_rule
 
 _log = logging.getLogger(__name__)
 
@@ -103,6 +108,29 @@ def crossval_figures(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _weights_and_threshold(
+    run_dir: Path, run: dict[str, Any], config: TrainConfig, report: dict[str, Any] | None
+) -> tuple[Path, float | None, str]:
+    """The weights to ship, their threshold (None: the file's card) and how it was chosen."""
+    if config.data.val:
+        if not (run_dir / BEST).is_file():
+            raise InputError(f"{run_dir / BEST} not found: is {run_dir} a finished training run?")
+        return run_dir / BEST, run["best"].get("threshold"), threshold_rule(config.eval.balance_sources)
+    chosen = (report or {}).get("model_threshold")
+    if not chosen:
+        raise InputError(
+            f"{run_dir} was trained without validation images, so nothing chose its threshold: pass --crossval "
+            "with a training.crossval report of the same recipe (it names the threshold for such a model)"
+        )
+    if not (run_dir / LAST).is_file():
+        raise InputError(f"{run_dir / LAST} not found: is {run_dir} a finished training run?")
+    rule = (
+        f"cross-validation (the pooled best of a {min(SWEEP):.2f}-{max(SWEEP):.2f} sweep over "
+        f"{chosen['images']} held-out images; the model trained on all of them)"
+    )
+    return run_dir / LAST, float(chosen["threshold"]), rule
+
+
 def export(
     run_dir: Path,
     out: Path,
@@ -115,8 +143,8 @@ def export(
     crossval: Path | None = None,
 ) -> dict[str, Any]:
     """Write the run's best model with its shipping card to ``out``; returns the card as a dict."""
-    best, run_file, config_file = run_dir / BEST, run_dir / "run.json", run_dir / "config.json"
-    for path in (best, run_file, config_file):
+    run_file, config_file = run_dir / "run.json", run_dir / "config.json"
+    for path in (run_file, config_file):
         if not path.is_file():
             raise InputError(f"{path} not found: is {run_dir} a finished training run (python -m training.train)?")
     run = json.loads(run_file.read_text(encoding="utf-8"))
@@ -124,10 +152,12 @@ def export(
     if data_root is not None:
         raw["data"]["root"] = data_root
     config = TrainConfig.from_dict(raw)
+    report = json.loads(crossval.read_text(encoding="utf-8")) if crossval is not None else None
+    best, threshold, rule = _weights_and_threshold(run_dir, run, config, report)
     torch_device = pick_device(device)
     model, card = load_model(best, device=str(torch_device))
-    threshold = float(run["best"].get("threshold", card.threshold))
-    metrics: dict[str, Any] = {"threshold_chosen_on": threshold_rule(config.eval.balance_sources)}
+    threshold = card.threshold if threshold is None else threshold
+    metrics: dict[str, Any] = {"threshold_chosen_on": rule}
     if rescore and config.data.val:
         scored: dict[str, Any] = {}
         for source in config.data.val:
@@ -146,8 +176,8 @@ def export(
         metrics["test"] = run["test"]
     if compare is not None:
         metrics["baselines"] = json.loads(compare.read_text(encoding="utf-8")).get("validation", {})
-    if crossval is not None:
-        metrics["crossval"] = crossval_figures(json.loads(crossval.read_text(encoding="utf-8")))
+    if report is not None:
+        metrics["crossval"] = crossval_figures(report)
     roots = {Path(s.root).name for s in (*config.data.train, *config.data.val)}
     encoder = model.config.image_encoder
     training = {
@@ -160,7 +190,7 @@ def export(
         "licences": sorted({LICENCES[k] for k in roots | {encoder} if k in LICENCES}),
         "command": f"python -m training.train --config training/configs/{config.name}.yaml",
         "iterations": config.train.iterations,
-        "best_iteration": run["best"].get("iteration"),
+        "best_iteration": run["best"].get("iteration") if config.data.val else None,
         "train_seconds": run.get("train_seconds"),
         "samples_per_second": run.get("samples_per_second"),
         "device": run.get("device"),
