@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tests.training.tinyrun import kept_threads, make_pairs, write_config
-from training.evaluation.crossval import best_pooled, deal, fold_config, image_names, main
+from training.evaluation.crossval import _model_threshold, best_pooled, deal, fold_config, image_names, main
 from training.fit.config import load_config
 from training.fit.validate import SWEEP
 
@@ -54,3 +55,22 @@ def test_folds_train_without_their_images_and_resume(tmp_path: Path) -> None:
     assert len(done["model_f1_per_fold"]) == 2 and done["model_f1_std"] is not None
     assert done["model_threshold"]["threshold"] in SWEEP and done["model_threshold"]["images"] == 4
     assert (out / "fold-1" / "scores.json").stat().st_mtime_ns == stamp  # a finished fold is not run again
+
+
+def _fold(best_index: int, threshold: float = 0.5) -> dict[str, Any]:
+    """One fold of one image whose model is perfect at sweep threshold ``best_index`` and poor elsewhere."""
+    poor = {"tp": 2, "fp": 8, "fn": 8, "tn": 100}
+    sweep = [{"tp": 10, "fp": 0, "fn": 0, "tn": 100} if i == best_index else poor for i in range(len(SWEEP))]
+    recipe = sweep[list(SWEEP).index(threshold)]
+    return {"threshold": threshold, "images": {f"city{best_index}": {"model": recipe, "model_sweep": sweep}}}
+
+
+def test_a_chosen_threshold_is_kept_only_if_it_pays_on_folds_that_did_not_choose_it() -> None:
+    at_08 = list(SWEEP).index(0.8)
+    agree = _model_threshold({"0": _fold(at_08), "1": _fold(at_08), "2": _fold(at_08)})
+    assert agree is not None and agree["threshold"] == 0.8 and agree["rule"].startswith("pooled best")
+    assert agree["f1_per_fold_at_threshold_from_other_folds"] == [1.0, 1.0, 1.0]
+    # each fold's model peaks somewhere else: choosing on the others misses, so the recipe's stays
+    spread = _model_threshold({"0": _fold(1), "1": _fold(5), "2": _fold(14)})
+    assert spread is not None and spread["threshold"] == 0.5 and spread["rule"] == "the recipe's"
+    assert _model_threshold({"0": _fold(1)}) is None

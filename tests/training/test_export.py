@@ -99,13 +99,23 @@ def test_a_run_without_validation_ships_its_last_weights_at_the_crossval_thresho
     report = {
         "folds": [["pair_1"]],
         "results": {},
-        "model_threshold": {"threshold": 0.35, "pooled_f1": 0.5, "images": 3},
+        "model_threshold": {
+            "threshold": 0.35,
+            "rule": "the recipe's",
+            "images": 3,
+            "f1_per_fold_at_threshold_from_other_folds": [0.2, 0.3],
+            "f1_per_fold_at_recipe_threshold": [0.4, 0.5],
+        },
     }
     (tmp_path / "crossval.json").write_text(json.dumps(report), encoding="utf-8")
     card = export.export(
         tmp_path / "run", tmp_path / "model.safetensors", device="cpu", crossval=tmp_path / "crossval.json"
     )
-    assert card["threshold"] == 0.35 and "cross-validation" in card["metrics"]["threshold_chosen_on"]
+    assert card["threshold"] == 0.35
+    assert card["metrics"]["threshold_chosen_on"] == (
+        "cross-validation over 3 held-out images: the recipe's threshold "
+        "(F1 per fold 25.0 with a threshold chosen on the other folds' images, 45.0 at the recipe's)"
+    )
     assert card["training"]["best_iteration"] is None
     model, _ = load_model(tmp_path / "model.safetensors")
     last, _ = load_model(tmp_path / "run" / "last.safetensors")

@@ -37,7 +37,7 @@ from training.fit.checkpoint import BEST, LAST
 from training.fit.config import TrainConfig
 from training.fit.distributed import pick_device
 from training.fit.models import describe_sources
-from training.fit.validate import SWEEP, threshold_rule
+from training.fit.validate import threshold_rule
 
 _log = logging.getLogger(__name__)
 
@@ -124,10 +124,15 @@ def _weights_and_threshold(
         )
     if not (run_dir / LAST).is_file():
         raise InputError(f"{run_dir / LAST} not found: is {run_dir} a finished training run?")
-    rule = (
-        f"cross-validation (the pooled best of a {min(SWEEP):.2f}-{max(SWEEP):.2f} sweep over "
-        f"{chosen['images']} held-out images; the model trained on all of them)"
+    nested, fixed = (
+        chosen.get(k) for k in ("f1_per_fold_at_threshold_from_other_folds", "f1_per_fold_at_recipe_threshold")
     )
+    rule = f"cross-validation over {chosen['images']} held-out images: {chosen.get('rule', 'pooled best')} threshold"
+    if nested and fixed:
+        rule += (
+            f" (F1 per fold {100 * sum(nested) / len(nested):.1f} with a threshold chosen on the other folds' images, "
+            f"{100 * sum(fixed) / len(fixed):.1f} at the recipe's)"
+        )
     return run_dir / LAST, float(chosen["threshold"]), rule
 
 
