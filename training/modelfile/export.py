@@ -68,6 +68,8 @@ def _describe(config: TrainConfig, model: Any) -> str:
             )
         else:
             base += "A plain siamese network with no text side: prompts are ignored. "
+            if model.config.head.input_scale != 1.0:
+                base += f"Both dates are enlarged {model.config.head.input_scale:g}x before the encoder. "
         return base + f"Trained by training/configs/{config.name}.yaml on {describe_sources(config.data.train)}."
     return f"ChangeCLIP ({model.config.backbone}) trained by {config.name} on {describe_sources(config.data.train)}."
 
