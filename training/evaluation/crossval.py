@@ -98,9 +98,7 @@ def best_pooled(results: Sequence[dict[str, Any]], key: str = "sweep") -> tuple[
     """The sweep threshold at which F1 pooled over ``results``' images (each a ``key`` list of counts) is highest."""
     best: tuple[float, float, ConfusionMatrix] | None = None
     for index, threshold in enumerate(SWEEP):
-        matrix = ConfusionMatrix()
-        for result in results:
-            matrix = _add(matrix, result[key][index])
+        matrix = _pool([result[key][index] for result in results])
         f1 = float(matrix.as_dict()["f1"])
         if best is None or f1 > best[0]:
             best = (f1, threshold, matrix)
@@ -127,7 +125,7 @@ def _model_threshold(results: dict[str, Any]) -> dict[str, Any] | None:
         others = [image for other, rest in enumerate(folds) if other != index for image in rest]
         chosen, _ = best_pooled(others, key="model_sweep")
         at = list(SWEEP).index(chosen)
-        nested.append(_pooled(fold, at).as_dict()["f1"])
+        nested.append(_pool([image["model_sweep"][at] for image in fold]).as_dict()["f1"])
     fixed = [_pool([image["model"] for image in fold]).as_dict()["f1"] for fold in folds]
     pooled_best, matrix = best_pooled(images, key="model_sweep")
     recipe = float(next(iter(results.values()))["threshold"])
@@ -141,10 +139,6 @@ def _model_threshold(results: dict[str, Any]) -> dict[str, Any] | None:
         "f1_per_fold_at_threshold_from_other_folds": nested,
         "images": len(images),
     }
-
-
-def _pooled(images: Sequence[dict[str, Any]], index: int) -> ConfusionMatrix:
-    return _pool([image["model_sweep"][index] for image in images])
 
 
 def _pool(counts: Sequence[dict[str, Any]]) -> ConfusionMatrix:

@@ -19,6 +19,7 @@ same samples; for the colour difference that is the only figure).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -83,7 +84,7 @@ def reference(folder: Path) -> np.ndarray:
 
 def _probability(params: DetectParams, loaded: model_source.LoadedModel | None) -> tuple[np.ndarray, float]:
     with tempfile.TemporaryDirectory(prefix="clipcd-sparse-") as tmp:
-        run = DetectParams(**{**params.__dict__, "out_dir": Path(tmp) / "out"})
+        run = dataclasses.replace(params, out_dir=Path(tmp) / "out")
         result = detect(run, loaded=loaded)
         with rasterio.open(result.outputs["probability"]) as src:
             return src.read(1).astype(np.float32), result.threshold
@@ -128,7 +129,7 @@ def score_pair(
     probability, _ = _probability(base, colour)
     report["scores"]["colour difference"] = _scores(probability, target, None)
     for path in models:
-        probability, threshold = _probability(DetectParams(**{**base.__dict__, "model": path}), None)
+        probability, threshold = _probability(dataclasses.replace(base, model=path), None)
         report["scores"][path.name] = _scores(probability, target, threshold)
         _log.info(
             "%s, %s: F1 %.3f at the card's threshold %.2f (%d labelled pixels)",
