@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.training.tinyrun import kept_threads, make_pairs, write_config
-from training.evaluation.crossval import _model_threshold, best_pooled, deal, fold_config, image_names, main
+from training.evaluation.crossval import best_pooled, deal, fold_config, image_names, main, model_threshold_from
 from training.fit.config import load_config
 from training.fit.validate import SWEEP
 
@@ -67,10 +67,10 @@ def _fold(best_index: int, threshold: float = 0.5) -> dict[str, Any]:
 
 def test_a_chosen_threshold_is_kept_only_if_it_pays_on_folds_that_did_not_choose_it() -> None:
     at_08 = list(SWEEP).index(0.8)
-    agree = _model_threshold({"0": _fold(at_08), "1": _fold(at_08), "2": _fold(at_08)})
+    agree = model_threshold_from({"0": _fold(at_08), "1": _fold(at_08), "2": _fold(at_08)})
     assert agree is not None and agree["threshold"] == 0.8 and agree["rule"].startswith("pooled best")
     assert agree["f1_per_fold_at_threshold_from_other_folds"] == [1.0, 1.0, 1.0]
     # each fold's model peaks somewhere else: choosing on the others misses, so the recipe's stays
-    spread = _model_threshold({"0": _fold(1), "1": _fold(5), "2": _fold(14)})
+    spread = model_threshold_from({"0": _fold(1), "1": _fold(5), "2": _fold(14)})
     assert spread is not None and spread["threshold"] == 0.5 and spread["rule"] == "the recipe's"
-    assert _model_threshold({"0": _fold(1)}) is None
+    assert model_threshold_from({"0": _fold(1)}) is None

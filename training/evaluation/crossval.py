@@ -107,7 +107,7 @@ def best_pooled(results: Sequence[dict[str, Any]], key: str = "sweep") -> tuple[
     return best[1], best[2]
 
 
-def _model_threshold(results: dict[str, Any]) -> dict[str, Any] | None:
+def model_threshold_from(results: dict[str, Any]) -> dict[str, Any] | None:
     """The threshold for a model trained on every image, and the measurement behind it.
 
     Each fold's figures stay at the recipe's threshold (nothing chosen on held-out images). Whether
@@ -187,7 +187,7 @@ def crossval(
         "model_f1_std": statistics.stdev(f1s) if len(f1s) > 1 else None,
         "colour_f1_mean": statistics.fmean(colours) if colours else None,
         "complete": len(results) == folds,
-        "model_threshold": _model_threshold(results),
+        "model_threshold": model_threshold_from(results),
     }
     out.mkdir(parents=True, exist_ok=True)
     with atomic_output(out / "crossval.json") as partial:

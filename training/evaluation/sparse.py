@@ -116,7 +116,7 @@ def score_pair(
         "unchanged_samples": int((target == 0).sum()),
         "scores": {},
     }
-    base = DetectParams(
+    base = DetectParams(  # each run writes into its own temporary folder (_probability)
         before=before,
         after=after,
         out_dir=folder,

@@ -12,8 +12,9 @@ when given, and a plain description of what the model is and is not.
 
 A run with no validation images (the recipe trained on every image, after ``training.crossval``
 measured it) has no best checkpoint: its last weights are exported, at the threshold the
-cross-validation report names for such a model (``model_threshold``: the sweep's pooled best over
-every held-out image), and the card's figures are the cross-validation's.
+cross-validation report names for such a model (``model_threshold``: the recipe's, unless a
+threshold chosen on some folds beat it on the others), and the card's figures are the
+cross-validation's.
 """
 
 from __future__ import annotations
