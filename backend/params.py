@@ -15,6 +15,8 @@ from backend.errors import InputError
 
 #: Test-time augmentation modes (``backend.inference.tta``): one pass, 4 mirrored copies, 8 turned and mirrored copies.
 TTA_MODES = ("none", "flips", "d4")
+#: What a run may ask for: a mode, or "model" (the model card's ``tta``, the mode its figures were measured with).
+TTA_CHOICES = ("model", *TTA_MODES)
 
 #: How raw values become the model's input (``backend.raster.transform``, ``backend.raster.radiometry``).
 STRETCH_CHOICES = ("auto", "percentile", "none", "sentinel-2", "landsat")
@@ -53,7 +55,8 @@ class DetectParams:
         s2_offset: Sentinel-2's DN offset (0, or -1000 from processing baseline 04.00) for rasters
             whose metadata does not state it; None means 0.
         batch_size: Tile pairs per forward pass (halved automatically on CUDA out-of-memory).
-        tta: Test-time augmentation: "none", "flips" (4 passes) or "d4" (8 passes); see backend.inference.tta.
+        tta: Test-time augmentation: "none", "flips" (4 passes), "d4" (8 passes), or "model": the model
+            card's choice (``ModelCard.tta``); see backend.inference.tta.
         write_preview: Also write preview.png (before | after | change overlay).
         probability_dtype: probability.tif as uint8 (round(p * 255)) or float16 (p itself).
     """
@@ -75,7 +78,7 @@ class DetectParams:
     stretch: str = "auto"
     s2_offset: float | None = None
     batch_size: int = 8
-    tta: str = "none"
+    tta: str = "model"
     write_preview: bool = True
     probability_dtype: ProbabilityDtype = "uint8"
 
@@ -120,8 +123,12 @@ class DetectParams:
             raise InputError(f"probability_dtype={self.probability_dtype!r} is not one of uint8, float16.")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise InputError(f"device={self.device!r} is not one of auto, cpu, cuda, mps.")
-        if self.tta not in TTA_MODES:
-            raise InputError(f"tta={self.tta!r} is not one of {', '.join(TTA_MODES)}.")
+        if self.tta not in TTA_CHOICES:
+            raise InputError(f"tta={self.tta!r} is not one of {', '.join(TTA_CHOICES)}.")
+
+    def resolve_tta(self, card_tta: str) -> str:
+        """The test-time augmentation to run: the asked mode, or the card's for "model"."""
+        return card_tta if self.tta == "model" else self.tta
 
     def resolve_tiling(self, card_tile: int, card_overlap: int) -> tuple[int, int]:
         """Tile size and overlap for this run: the user's, else the model card's.

@@ -10,8 +10,8 @@ import shlex
 from dataclasses import dataclass
 
 DEVICES = ("auto", "cpu", "cuda")
-#: Test-time augmentation modes of ``backend detect --tta``: one pass, 4 mirrored, 8 turned and mirrored.
-TTA_MODES = ("none", "flips", "d4")
+#: ``backend detect --tta``: the model card's choice, one pass, 4 mirrored, 8 turned and mirrored passes.
+TTA_MODES = ("model", "none", "flips", "d4")
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,8 @@ class RunParams:
         extent: (xmin, ymin, xmax, ymax) in the before raster's CRS; None uses the rasters' overlap.
         bands: The model's bands (red, green, blue) by 1-based number or by name (``B04``, ``red``);
             None lets the engine choose by the rasters' band names.
-        tta: Test-time augmentation, one of :data:`TTA_MODES` (more accurate, 4x or 8x slower).
+        tta: Test-time augmentation, one of :data:`TTA_MODES` (more accurate, 4x or 8x slower); "model"
+            runs what the model card names.
     """
 
     before: str
@@ -43,7 +44,7 @@ class RunParams:
     device: str = "auto"
     extent: tuple[float, float, float, float] | None = None
     bands: tuple[int | str, ...] | None = None
-    tta: str = "none"
+    tta: str = "model"
 
     def to_argv(self) -> list[str]:
         """The ``detect`` options for these parameters (without ``--json-progress``)."""
@@ -62,7 +63,7 @@ class RunParams:
             argv += ["--extent", ",".join(repr(float(v)) for v in self.extent)]
         if self.bands is not None:
             argv += ["--bands", ",".join(str(b) for b in self.bands)]
-        if self.tta != "none":
+        if self.tta != "model":
             argv += ["--tta", self.tta]
         return argv
 

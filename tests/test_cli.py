@@ -313,5 +313,16 @@ def test_detect_with_test_time_augmentation(tmp_path: Path, pair: tuple[Path, Pa
         with rasterio.open(out / "probability.tif") as source:
             maps.append(source.read(1))
     assert maps[0].shape == maps[1].shape and not np.array_equal(maps[0], maps[1])
+
+    flipped = tmp_path / "flipped.safetensors"  # a card that names flips: detect runs them unless told otherwise
+    save_model(model, build_card(model, threshold=0.3, tta="flips"), flipped)
+    for asked, expected in (([], maps[1]), (["--tta", "none"], maps[0])):
+        out = tmp_path / f"card-{len(asked)}"
+        args = ["detect", "--before", pair[0], "--after", pair[1], "--out", out, "--model", flipped, "--device", "cpu"]
+        result = run_cli(*args, *asked)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert ("test-time augmentation: flips (the model card's" in result.stdout + result.stderr) == (not asked)
+        with rasterio.open(out / "probability.tif") as source:
+            assert np.array_equal(source.read(1), expected)
     refused = run_cli("detect", "--before", pair[0], "--after", pair[1], "--out", tmp_path / "x", "--tta", "all")
     assert refused.returncode == 2 and "invalid choice: 'all'" in refused.stderr

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from backend import __version__
 from backend.errors import CanceledError, ClipCDError
-from backend.params import STRETCH_CHOICES, TTA_MODES
+from backend.params import STRETCH_CHOICES, TTA_CHOICES
 
 _log = logging.getLogger("backend")
 
@@ -52,9 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--batch-size", type=int, default=8, help="tile pairs per forward pass")
     detect.add_argument(
         "--tta",
-        default="none",
-        choices=TTA_MODES,
-        help="test-time augmentation: average over mirrored (flips, 4x time) or also rotated (d4, 8x) tiles",
+        default="model",
+        choices=TTA_CHOICES,
+        help="test-time augmentation: average over mirrored (flips, 4x time) or also rotated (d4, 8x) tiles; "
+        "model (default): the model card's choice",
     )
     detect.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax in the before raster's CRS")
     detect.add_argument(

@@ -23,6 +23,7 @@ from backend.errors import OutputError
 from backend.inference import model_source
 from backend.inference.predict import Predictor, select_device
 from backend.inference.tiling import tile_grid
+from backend.inference.tta import PASSES
 from backend.model import ModelCard
 from backend.outputs.preview import PreviewSampler, write_preview
 from backend.outputs.stitch import Stitcher, to_mask
@@ -104,6 +105,10 @@ def detect(
         warn_outside_range(pair.pixel_size_m, card)
         tile, overlap = params.resolve_tiling(card.tile_size, card.overlap)
         threshold = params.threshold if params.threshold is not None else card.threshold
+        tta = params.resolve_tta(card.tta)
+        if tta != "none":
+            why = "the model card's" if params.tta == "model" else "asked"
+            _log.info("test-time augmentation: %s (%s; %d passes per tile)", tta, why, PASSES[tta])
         grid = pair.grid
         tiles = tile_grid(grid.height, grid.width, tile, overlap)
         _log.info(
@@ -120,9 +125,7 @@ def detect(
         staging, created = _make_staging(params.out_dir)
         try:
             progress(0.0, f"{len(tiles)} tiles on {device}")
-            predictor = Predictor(
-                loaded.model, card.mean, card.std, device, params.batch_size, params.prompts, tta=params.tta
-            )
+            predictor = Predictor(loaded.model, card.mean, card.std, device, params.batch_size, params.prompts, tta=tta)
             with (
                 probability_writer(staging / "probability.tif", grid, params.probability_dtype) as prob_out,
                 mask_writer(staging / "mask.tif", grid) as mask_out,

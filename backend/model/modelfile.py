@@ -25,6 +25,7 @@ from backend.model.factory import ClipCDModel, build_model
 from backend.model.prompts import CHANGECLIP_CLASSES
 from backend.model.weights import check_tensors
 from backend.outputs.files import atomic_output
+from backend.params import TTA_MODES
 from backend.raster.band_names import WAVELENGTH_NM
 
 _logger = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class ModelCard:
         input_stretch: How raw bands become the model's ``[0, 1]`` input: ``{}`` or ``{"rule": "auto"}``
             is the engine's default (8-bit / 255, other types 2-98 %), ``{"rule": "sentinel-2" | "landsat",
             "white": 0.3}`` maps reflectance by the sensor's formula and ``white`` to 1.0 (the training look).
+        tta: The test-time augmentation ``detect`` runs by default ("none", "flips", "d4"): the one the
+            card's threshold and figures were measured with.
     """
 
     format_version: int
@@ -83,6 +86,7 @@ class ModelCard:
     sensors: list[str] = field(default_factory=list)
     band_wavelengths_nm: list[int] = field(default_factory=list)
     input_stretch: dict[str, Any] = field(default_factory=dict)
+    tta: str = "none"
 
     def range_text(self) -> str:
         """``"0.3-1.5 m (LEVIR-CD, ...)"``, or ``"range unknown"`` for cards without a range."""
@@ -162,6 +166,8 @@ def _validate(card: ModelCard, source: str) -> None:
         problems.append(f"threshold must be in [0, 1] (got {card.threshold!r})")
     if not isinstance(card.config, dict):
         problems.append("config must be an object")
+    if card.tta not in TTA_MODES:
+        problems.append(f"tta must be one of {', '.join(TTA_MODES)} (got {card.tta!r})")
     problems += _range_problems(card)
     if problems:
         raise ModelFileError(f"{source}: invalid model card: " + "; ".join(problems))
@@ -201,6 +207,7 @@ def build_card(
     pixel_size_range_m: tuple[float, float] | list[float] | None = None,
     sensors: list[str] | None = None,
     input_stretch: dict[str, Any] | None = None,
+    tta: str = "none",
 ) -> ModelCard:
     """A card for ``model`` (a :class:`ChangeCLIP` or :class:`ZeroShotChange`).
 
@@ -230,6 +237,7 @@ def build_card(
         sensors=list(sensors or []),
         band_wavelengths_nm=[WAVELENGTH_NM[name] for name in bands] if all(b in WAVELENGTH_NM for b in bands) else [],
         input_stretch=dict(input_stretch or {}),
+        tta=tta,
     )
     _validate(card, "build_card")
     return card

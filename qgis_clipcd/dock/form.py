@@ -40,7 +40,12 @@ from qgis_clipcd.params import DEVICES, split_prompts
 EXTENTS = {"overlap": "Layers' overlap", "canvas": "Map canvas", "aoi": "AOI polygon layer"}
 _DEVICE_LABELS = {"auto": "Automatic", "cpu": "CPU", "cuda": "CUDA GPU"}
 #: ``--tta`` modes as the dock offers them.
-TTA_LABELS = {"none": "Fast (one pass)", "flips": "Better (4 passes, mirrored)", "d4": "Best (8 passes, turned)"}
+TTA_LABELS = {
+    "model": "The model's choice",
+    "none": "Fast (one pass)",
+    "flips": "Better (4 passes, mirrored)",
+    "d4": "Best (8 passes, turned)",
+}
 
 
 class InputsForm(QWidget):  # type: ignore[misc]

@@ -16,7 +16,7 @@ def restore(form: Any) -> None:
     form.output.setFilePath(str(settings.value(f"{SETTINGS}/output", "")))
     form.device.setCurrentIndex(max(0, form.device.findData(str(settings.value(f"{SETTINGS}/device", "auto")))))
     form.min_area.setValue(float(settings.value(f"{SETTINGS}/min_area", 0.0)))
-    form.tta.setCurrentIndex(max(0, form.tta.findData(str(settings.value(f"{SETTINGS}/tta", "none")))))
+    form.tta.setCurrentIndex(max(0, form.tta.findData(str(settings.value(f"{SETTINGS}/tta", "model")))))
     extent = form.extent_mode.findData(str(settings.value(f"{SETTINGS}/extent", "overlap")))
     form.extent_mode.setCurrentIndex(max(0, extent))
     form.auto_prompts.setChecked(_flag(settings.value(f"{SETTINGS}/auto_prompts", False)))

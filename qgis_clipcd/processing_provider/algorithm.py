@@ -139,7 +139,10 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
         device.setUsesStaticStrings(True)
         self.addParameter(device)
         tta = QgsProcessingParameterEnum(
-            self.TTA, _tr("Test-time augmentation (flips: 4x, d4: 8x time)"), list(TTA_MODES), defaultValue="none"
+            self.TTA,
+            _tr("Test-time augmentation (model: the card's; flips: 4x, d4: 8x time)"),
+            list(TTA_MODES),
+            defaultValue="model",
         )
         tta.setUsesStaticStrings(True)
         tta.setFlags(tta.flags() | _advanced())
@@ -286,7 +289,7 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
             min_area=self.parameterAsDouble(parameters, self.MIN_AREA, context),
             device=self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto",
             bands=bands,
-            tta=self.parameterAsEnumString(parameters, self.TTA, context) or "none",
+            tta=self.parameterAsEnumString(parameters, self.TTA, context) or "model",
         )
 
     def _extent(

@@ -56,6 +56,20 @@ def test_card_holds_what_the_pipeline_needs(saved):
     assert len(card.vocabulary) == 56 and card.default_prompts == ["building", "road"]
     assert card.backbone == "tiny-vit" and card.weights_source == "random"
     assert card.metrics == {"levir-cd": {"f1": 0.5}} and card.software_version
+    assert card.tta == "none"  # detect's default for this model: one pass
+
+
+def test_the_card_names_its_test_time_augmentation(saved, tmp_path):
+    _, card, path = saved
+    data = json.loads(card.to_json())
+    _rewrite(path, tmp_path / "flips.safetensors", data | {"tta": "flips"})
+    assert read_card(tmp_path / "flips.safetensors").tta == "flips"
+    del data["tta"]  # a file written before the card had the key runs one pass
+    _rewrite(path, tmp_path / "older.safetensors", data)
+    assert read_card(tmp_path / "older.safetensors").tta == "none"
+    _rewrite(path, tmp_path / "bad.safetensors", data | {"tta": "rotate"})
+    with pytest.raises(ModelFileError, match="tta must be one of none, flips, d4 \\(got 'rotate'\\)"):
+        read_card(tmp_path / "bad.safetensors")
 
 
 def test_future_format_is_refused(saved, tmp_path):

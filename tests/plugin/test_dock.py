@@ -106,6 +106,7 @@ def test_run_params_match_the_widgets(dock: ClipCDDock, tmp_path: Path) -> None:
     dock.form.threshold.setValue(0.35)
     dock.form.min_area.setValue(250)
     dock.form.device.setCurrentIndex(dock.form.device.findData("cpu"))
+    assert dock.form.tta.currentData() == "model"  # by default the model card's test-time augmentation
     dock.form.tta.setCurrentIndex(dock.form.tta.findData("flips"))
 
     assert dock.run_params(str(tmp_path / "out")) == RunParams(

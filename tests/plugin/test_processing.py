@@ -49,7 +49,8 @@ def test_algorithm_declares_its_parameters(provider: object) -> None:
     device = algorithm.parameterDefinition("DEVICE")
     assert device.usesStaticStrings() and device.options() == ["auto", "cpu", "cuda"]
     tta = algorithm.parameterDefinition("TTA")
-    assert tta.usesStaticStrings() and tta.options() == ["none", "flips", "d4"] and tta.defaultValue() == "none"
+    assert tta.usesStaticStrings() and tta.options() == ["model", "none", "flips", "d4"]
+    assert tta.defaultValue() == "model"  # the model card's test-time augmentation
     assert algorithm.parameterDefinition("MODEL").defaultValue() is None  # empty: the model picked by pixel size
     assert algorithm.parameterDefinition("OUTPUT_PROBABILITY").flags() & 8  # FlagOptional
 

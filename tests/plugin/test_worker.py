@@ -62,7 +62,8 @@ def test_params_become_detect_options() -> None:
         "--bands": "4,3,2",
         "--tta": "d4",
     }
-    assert RunParams("a", "b", "o").to_argv() == ["--before", "a", "--after", "b", "--out", "o"]
+    assert RunParams("a", "b", "o").to_argv() == ["--before", "a", "--after", "b", "--out", "o"]  # tta: the card's
+    assert RunParams("a", "b", "o", tta="none").to_argv()[-2:] == ["--tta", "none"]  # one pass, whatever the card says
     assert params.command_line("/usr/bin/python3").startswith(
         "/usr/bin/python3 -m backend detect --before '/data/a b.tif' --after"
     )

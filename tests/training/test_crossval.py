@@ -56,6 +56,15 @@ def test_folds_train_without_their_images_and_resume(tmp_path: Path) -> None:
     assert done["model_threshold"]["threshold"] in SWEEP and done["model_threshold"]["images"] == 4
     assert (out / "fold-1" / "scores.json").stat().st_mtime_ns == stamp  # a finished fold is not run again
 
+    weights = (out / "fold-1" / "last.safetensors").stat().st_mtime_ns
+    with kept_threads():
+        assert main(["--config", str(path), "--folds", "2", "--out", str(out), "--tta", "flips"]) == 0
+    flipped = json.loads((out / "crossval-tta-flips.json").read_text())
+    assert flipped["tta"] == "flips" and flipped["complete"] and flipped["folds"] == done["folds"]
+    assert all(flipped["results"][k]["tta"] == "flips" for k in ("0", "1"))
+    assert (out / "fold-1" / "last.safetensors").stat().st_mtime_ns == weights  # scored again, not trained again
+    assert json.loads((out / "crossval.json").read_text()) == done  # the plain report is kept beside it
+
 
 def _fold(best_index: int, threshold: float = 0.5) -> dict[str, Any]:
     """One fold of one image whose model is perfect at sweep threshold ``best_index`` and poor elsewhere."""

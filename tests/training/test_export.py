@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -86,6 +87,29 @@ def test_a_crossval_report_goes_on_the_card(run_dir: Path, tmp_path: Path) -> No
         "a": {"model": 0.4, "colour_difference": 0.3},
         "b": {"model": 0.4, "colour_difference": 0.3},
     }
+    assert figures["tta"] == "none" and read_card(tmp_path / "model.safetensors").tta == "none"
+
+
+def test_the_card_names_the_test_time_augmentation_its_figures_were_measured_with(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = []
+
+    def evaluate(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        asked.append(kwargs["tta"])
+        return real_evaluate(*args, **kwargs)
+
+    real_evaluate = export.evaluate
+    monkeypatch.setattr(export, "evaluate", evaluate)
+    flipped = tmp_path / "crossval-tta-flips.json"
+    flipped.write_text(json.dumps({"tta": "flips", "model_f1_per_fold": [0.5]}), encoding="utf-8")
+    out = tmp_path / "model.safetensors"
+    with pytest.raises(InputError, match="measured with tta='flips' but the card would say tta='none'"):
+        export.export(run_dir, out, rescore=False, device="cpu", crossval=flipped)
+    assert not out.exists()
+    card = export.export(run_dir, out, device="cpu", crossval=flipped, tta="flips")
+    assert read_card(out).tta == "flips" and card["metrics"]["crossval"]["tta"] == "flips"
+    assert asked == ["flips"]  # the validation images scored as detect will run the model
 
 
 def test_a_run_without_validation_ships_its_last_weights_at_the_crossval_threshold(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@ r"""Cross-validation over whole images (cities): ``python -m training.crossval``
 ::
 
     python -m training.crossval --config training/configs/oscd-s2.yaml --folds 4 --out runs/cv \\
-        [--fold 0 --fold 2] [train.iterations=300 ...]
+        [--fold 0 --fold 2] [--tta d4] [train.iterations=300 ...]
 
 The images of the config's first training source (validation exclusions lifted) are dealt
 round-robin, in name order, into ``--folds`` folds. For each fold the recipe trains on the other
@@ -12,7 +12,9 @@ weights are then scored on each held-out image as ``backend detect`` runs (slidi
 card's threshold), beside a colour-difference threshold (at its best threshold on those same images,
 an optimistic baseline). ``<out>/fold-<i>/scores.json`` is written per fold (a finished fold is not
 run again), ``<out>/crossval.json`` at the end: per image, per fold (pooled over its images) and the
-mean and spread over folds.
+mean and spread over folds. ``--tta flips|d4`` scores the model as ``backend detect --tta`` does; the
+folds' weights are reused and the figures go to ``scores-tta-<mode>.json`` and
+``crossval-tta-<mode>.json`` beside the plain ones, so one training run gives both.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from backend.errors import InputError
 from backend.model import load_model
 from backend.outputs.files import atomic_output
+from backend.params import TTA_MODES
 from training.cli import run_command, setup_logging
 from training.data.loaders import eval_set, open_source
 from training.evaluation.compare import ColourDifference, colour_card
@@ -64,8 +68,15 @@ def fold_config(config: TrainConfig, held_out: Sequence[str], name: str) -> Trai
     return dataclasses.replace(config, name=name, data=data)
 
 
-def score_fold(run_dir: Path, config: TrainConfig, held_out: Sequence[str], device: str) -> dict[str, Any]:
-    """The fold's last weights and the colour difference on each held-out image."""
+def report_name(stem: str, tta: str) -> str:
+    """``scores.json`` for plain scoring, ``scores-tta-d4.json`` for ``tta="d4"`` (likewise ``crossval``)."""
+    return f"{stem}.json" if tta == "none" else f"{stem}-tta-{tta}.json"
+
+
+def score_fold(
+    run_dir: Path, config: TrainConfig, held_out: Sequence[str], device: str, tta: str = "none"
+) -> dict[str, Any]:
+    """The fold's last weights (test-time augmented by ``tta``) and the colour difference on each held-out image."""
     torch_device = pick_device(device)
     model, card = load_model(run_dir / "last.safetensors", device=str(torch_device))
     base = config.data.train[0]
@@ -75,7 +86,7 @@ def score_fold(run_dir: Path, config: TrainConfig, held_out: Sequence[str], devi
     for name in held_out:
         source = Source(dataset=base.dataset, root=base.root, split=base.split, only=(name,), protocol="sliding")
         dataset = eval_set(source, config.data.root)
-        scored = evaluate(model, card, dataset, "sliding", torch_device, sweep=SWEEP)
+        scored = evaluate(model, card, dataset, "sliding", torch_device, sweep=SWEEP, tta=tta)
         colour = evaluate(ColourDifference(), colour_card(), dataset, "sliding", torch_device, sweep=SWEEP)
         colour_results.append(colour)
         images[name] = {"model": scored["metrics"], "colour": colour, "model_sweep": scored["sweep"]}
@@ -88,6 +99,7 @@ def score_fold(run_dir: Path, config: TrainConfig, held_out: Sequence[str], devi
     return {
         "held_out": list(held_out),
         "threshold": card.threshold,
+        "tta": tta,
         "images": images,
         "model": pooled["model"].as_dict(),
         "colour": {"threshold": best_at, **best_matrix.as_dict()},
@@ -154,15 +166,17 @@ def _add(matrix: ConfusionMatrix, counts: dict[str, Any]) -> ConfusionMatrix:
 
 
 def crossval(
-    config: TrainConfig, folds: int, out: Path, only: Sequence[int] = (), device: str = "auto"
+    config: TrainConfig, folds: int, out: Path, only: Sequence[int] = (), device: str = "auto", tta: str = "none"
 ) -> dict[str, Any]:
-    """Run (or resume) the folds and write ``crossval.json``; returns its content."""
+    """Run (or resume) the folds and write ``crossval.json`` (``report_name``); returns its content."""
+    if tta not in TTA_MODES:
+        raise InputError(f"tta={tta!r} is not one of {', '.join(TTA_MODES)}")
     names = image_names(config)
     dealt = deal(names, folds)
     results: dict[str, Any] = {}
     for index, held_out in enumerate(dealt):
         fold_dir = out / f"fold-{index}"
-        scores_file = fold_dir / "scores.json"
+        scores_file = fold_dir / report_name("scores", tta)
         if scores_file.is_file():
             results[str(index)] = json.loads(scores_file.read_text(encoding="utf-8"))
             continue
@@ -171,7 +185,7 @@ def crossval(
         _log.info("fold %d of %d: holding out %s", index, folds, ", ".join(held_out))
         if not (fold_dir / "run.json").is_file():  # a fold whose training finished is only scored again
             train(fold_config(config, held_out, f"{config.name}-fold{index}"), fold_dir, device=device)
-        scores = score_fold(fold_dir, config, held_out, device)
+        scores = score_fold(fold_dir, config, held_out, device, tta)
         with atomic_output(scores_file) as partial:
             partial.write_text(json.dumps(scores, indent=2), encoding="utf-8")
         results[str(index)] = scores
@@ -179,6 +193,7 @@ def crossval(
     colours = [results[k]["colour"]["f1"] for k in sorted(results)]
     summary = {
         "config": config.name,
+        "tta": tta,
         "folds": dealt,
         "results": results,
         "model_f1_per_fold": f1s,
@@ -190,7 +205,7 @@ def crossval(
         "model_threshold": model_threshold_from(results),
     }
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_output(out / "crossval.json") as partial:
+    with atomic_output(out / report_name("crossval", tta)) as partial:
         partial.write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
 
@@ -204,16 +219,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fold", type=int, action="append", default=[], help="run only these folds (repeatable)")
     parser.add_argument("--data-root", help="replaces the config's data root")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--tta", choices=TTA_MODES, default="none", help="score as backend detect --tta does")
     parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.iterations=300")
     args = parser.parse_args(argv)
     setup_logging(fmt="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def work() -> str:
         config = load_config(Path(args.config), args.overrides, args.data_root)
-        summary = crossval(config, args.folds, args.out, args.fold, args.device)
+        summary = crossval(config, args.folds, args.out, args.fold, args.device, args.tta)
         per_fold = ", ".join(f"{100 * f:.1f}" for f in summary["model_f1_per_fold"])
         colour = ", ".join(f"{100 * f:.1f}" for f in summary["colour_f1_per_fold"])
-        return f"F1 per fold: {per_fold} (colour difference: {colour}); written {args.out / 'crossval.json'}"
+        written = args.out / report_name("crossval", args.tta)
+        return f"F1 per fold: {per_fold} (colour difference: {colour}); written {written}"
 
     return run_command(work)
 

@@ -15,6 +15,10 @@ measured it) has no best checkpoint: its last weights are exported, at the thres
 cross-validation report names for such a model (``model_threshold``: the recipe's, unless a
 threshold chosen on some folds beat it on the others), and the card's figures are the
 cross-validation's.
+
+``--tta flips|d4`` names the test-time augmentation ``detect`` runs with this model by default; the
+validation images are scored with it, and a cross-validation report must have been measured with it
+(``training.crossval --tta``), so that the card's figures are what a user gets.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import torch
 
 from backend.errors import InputError
 from backend.model import build_card, load_model, save_model
+from backend.params import TTA_MODES
 from training.cli import run_command, setup_logging
 from training.data.loaders import eval_set
 from training.evaluation.evaluate import evaluate
@@ -98,6 +103,7 @@ def crossval_figures(report: dict[str, Any]) -> dict[str, Any]:
     results = report.get("results", {})
     return {
         "folds": report.get("folds", []),
+        "tta": report.get("tta", "none"),
         "f1_per_fold": report.get("model_f1_per_fold", []),
         "f1_mean": report.get("model_f1_mean"),
         "f1_std": report.get("model_f1_std"),
@@ -149,8 +155,11 @@ def export(
     rescore: bool = True,
     device: str = "auto",
     crossval: Path | None = None,
+    tta: str = "none",
 ) -> dict[str, Any]:
     """Write the run's best model with its shipping card to ``out``; returns the card as a dict."""
+    if tta not in TTA_MODES:
+        raise InputError(f"tta={tta!r} is not one of {', '.join(TTA_MODES)}")
     run_file, config_file = run_dir / "run.json", run_dir / "config.json"
     for path in (run_file, config_file):
         if not path.is_file():
@@ -161,6 +170,12 @@ def export(
         raw["data"]["root"] = data_root
     config = TrainConfig.from_dict(raw)
     report = json.loads(crossval.read_text(encoding="utf-8")) if crossval is not None else None
+    measured = (report or {}).get("tta", "none")
+    if report is not None and measured != tta:
+        raise InputError(
+            f"{crossval} was measured with tta={measured!r} but the card would say tta={tta!r}: pass --tta {measured}, "
+            f"or the report of `training.crossval --tta {tta}` (crossval-tta-{tta}.json)"
+        )
     best, threshold, rule = _weights_and_threshold(run_dir, run, config, report)
     torch_device = pick_device(device)
     model, card = load_model(best, device=str(torch_device))
@@ -169,9 +184,8 @@ def export(
     if rescore and config.data.val:
         scored: dict[str, Any] = {}
         for source in config.data.val:
-            result = evaluate(
-                model, card, eval_set(source, config.data.root), source.protocol, torch_device, threshold=threshold
-            )
+            images = eval_set(source, config.data.root)
+            result = evaluate(model, card, images, source.protocol, torch_device, threshold=threshold, tta=tta)
             scored[describe_sources([source])] = {
                 "protocol": source.protocol,
                 "images": result["images"],
@@ -212,6 +226,7 @@ def export(
         pixel_size_range_m=config.card.pixel_size_range_m,
         sensors=list(config.card.sensors),
         input_stretch=config.card.input_stretch,
+        tta=tta,
     )
     save_model(model, shipped, out, dtype=torch.float16 if fp16 else None)
     _log.info("exported %s -> %s (threshold %.2f)", best, out, threshold)
@@ -226,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fp16", action="store_true", help="store float tensors as float16 (half the size)")
     parser.add_argument("--compare", help="a `training.compare --json` report to put on the card as baselines")
     parser.add_argument("--crossval", help="a `training.crossval` crossval.json to put on the card")
+    parser.add_argument("--tta", choices=TTA_MODES, default="none", help="the test-time augmentation detect runs")
     parser.add_argument("--data-root", help="replaces the run's data root for re-scoring validation")
     parser.add_argument("--no-rescore", action="store_true", help="take validation figures from run.json")
     parser.add_argument("--device", default="auto")
@@ -236,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         card = export(
             Path(args.run_dir), Path(args.out), fp16=args.fp16, compare=Path(args.compare) if args.compare else None,
             data_root=args.data_root, rescore=not args.no_rescore, device=args.device,
-            crossval=Path(args.crossval) if args.crossval else None,
+            crossval=Path(args.crossval) if args.crossval else None, tta=args.tta,
         )  # fmt: skip
         return json.dumps({"out": args.out, "threshold": card["threshold"], "metrics": card["metrics"]})
 
