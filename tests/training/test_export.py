@@ -144,6 +144,32 @@ def test_a_run_without_validation_ships_its_last_weights_at_the_crossval_thresho
     model, _ = load_model(tmp_path / "model.safetensors")
     last, _ = load_model(tmp_path / "run" / "last.safetensors")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), last.state_dict().values(), strict=True))
+    with pytest.raises(InputError, match="trained without validation images: its threshold comes from --crossval"):
+        export.export(tmp_path / "run", tmp_path / "other.safetensors", device="cpu", threshold_from="validation")
+
+
+def test_a_run_with_validation_can_take_the_crossval_threshold(run_dir: Path, tmp_path: Path) -> None:
+    report = {"model_threshold": {"threshold": 0.35, "rule": "the recipe's", "images": 14}}
+    (tmp_path / "crossval.json").write_text(json.dumps(report), encoding="utf-8")
+    validated = read_json(run_dir / "run.json")["best"]["threshold"]
+    own = export.export(
+        run_dir, tmp_path / "own.safetensors", rescore=False, device="cpu", crossval=tmp_path / "crossval.json"
+    )
+    assert own["threshold"] == validated and own["metrics"]["threshold_chosen_on"].startswith("validation")
+    with pytest.raises(InputError, match="takes its threshold from the cross-validation: pass --crossval"):
+        export.export(run_dir, tmp_path / "x.safetensors", rescore=False, device="cpu", threshold_from="crossval")
+    card = export.export(
+        run_dir,
+        tmp_path / "cv.safetensors",
+        rescore=False,
+        device="cpu",
+        crossval=tmp_path / "crossval.json",
+        threshold_from="crossval",
+    )
+    assert card["threshold"] == 0.35 and card["metrics"]["threshold_chosen_on"].startswith("cross-validation over 14")
+    model, _ = load_model(tmp_path / "cv.safetensors")
+    best, _ = load_model(run_dir / "best.safetensors")  # still the best checkpoint's weights
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), best.state_dict().values(), strict=True))
 
 
 def test_no_rescore_takes_the_validation_figures_from_run_json(run_dir: Path, tmp_path: Path) -> None:

@@ -19,6 +19,8 @@ cross-validation's.
 ``--tta flips|d4`` names the test-time augmentation ``detect`` runs with this model by default; the
 validation images are scored with it, and a cross-validation report must have been measured with it
 (``training.crossval --tta``), so that the card's figures are what a user gets.
+``--threshold-from crossval`` gives a run with validation images the cross-validation's threshold
+instead of its validation split's (a few images) as well.
 """
 
 from __future__ import annotations
@@ -118,21 +120,28 @@ def crossval_figures(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _weights_and_threshold(
-    run_dir: Path, run: dict[str, Any], config: TrainConfig, report: dict[str, Any] | None
+    run_dir: Path, run: dict[str, Any], config: TrainConfig, report: dict[str, Any] | None, threshold_from: str | None
 ) -> tuple[Path, float | None, str]:
-    """The weights to ship, their threshold (None: the file's card) and how it was chosen."""
-    if config.data.val:
-        if not (run_dir / BEST).is_file():
-            raise InputError(f"{run_dir / BEST} not found: is {run_dir} a finished training run?")
-        return run_dir / BEST, run["best"].get("threshold"), threshold_rule(config.eval.balance_sources)
+    """The weights to ship, their threshold (None: the file's card) and how it was chosen.
+
+    ``threshold_from`` is "validation" (the run's best checkpoint's threshold; the default for a run with
+    validation images) or "crossval" (the report's ``model_threshold``; the only choice for a run without).
+    """
+    weights = run_dir / (BEST if config.data.val else LAST)
+    if not weights.is_file():
+        raise InputError(f"{weights} not found: is {run_dir} a finished training run?")
+    source = threshold_from or ("validation" if config.data.val else "crossval")
+    if source == "validation":
+        if not config.data.val:
+            raise InputError(f"{run_dir} was trained without validation images: its threshold comes from --crossval")
+        return weights, run["best"].get("threshold"), threshold_rule(config.eval.balance_sources)
     chosen = (report or {}).get("model_threshold")
     if not chosen:
+        trained = "was trained without validation images, so nothing chose its threshold" if not config.data.val else ""
         raise InputError(
-            f"{run_dir} was trained without validation images, so nothing chose its threshold: pass --crossval "
+            f"{run_dir} {trained or 'takes its threshold from the cross-validation'}: pass --crossval "
             "with a training.crossval report of the same recipe (it names the threshold for such a model)"
         )
-    if not (run_dir / LAST).is_file():
-        raise InputError(f"{run_dir / LAST} not found: is {run_dir} a finished training run?")
     nested, fixed = (
         chosen.get(k) for k in ("f1_per_fold_at_threshold_from_other_folds", "f1_per_fold_at_recipe_threshold")
     )
@@ -142,7 +151,7 @@ def _weights_and_threshold(
             f" (F1 per fold {100 * sum(nested) / len(nested):.1f} with a threshold chosen on the other folds' images, "
             f"{100 * sum(fixed) / len(fixed):.1f} at the recipe's)"
         )
-    return run_dir / LAST, float(chosen["threshold"]), rule
+    return weights, float(chosen["threshold"]), rule
 
 
 def export(
@@ -156,6 +165,7 @@ def export(
     device: str = "auto",
     crossval: Path | None = None,
     tta: str = "none",
+    threshold_from: str | None = None,
 ) -> dict[str, Any]:
     """Write the run's best model with its shipping card to ``out``; returns the card as a dict."""
     if tta not in TTA_MODES:
@@ -176,7 +186,7 @@ def export(
             f"{crossval} was measured with tta={measured!r} but the card would say tta={tta!r}: pass --tta {measured}, "
             f"or the report of `training.crossval --tta {tta}` (crossval-tta-{tta}.json)"
         )
-    best, threshold, rule = _weights_and_threshold(run_dir, run, config, report)
+    best, threshold, rule = _weights_and_threshold(run_dir, run, config, report, threshold_from)
     torch_device = pick_device(device)
     model, card = load_model(best, device=str(torch_device))
     threshold = card.threshold if threshold is None else threshold
@@ -242,6 +252,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--compare", help="a `training.compare --json` report to put on the card as baselines")
     parser.add_argument("--crossval", help="a `training.crossval` crossval.json to put on the card")
     parser.add_argument("--tta", choices=TTA_MODES, default="none", help="the test-time augmentation detect runs")
+    parser.add_argument(
+        "--threshold-from",
+        choices=("validation", "crossval"),
+        help="where the card's threshold comes from (default: validation when the run has it, else crossval)",
+    )
     parser.add_argument("--data-root", help="replaces the run's data root for re-scoring validation")
     parser.add_argument("--no-rescore", action="store_true", help="take validation figures from run.json")
     parser.add_argument("--device", default="auto")
@@ -252,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         card = export(
             Path(args.run_dir), Path(args.out), fp16=args.fp16, compare=Path(args.compare) if args.compare else None,
             data_root=args.data_root, rescore=not args.no_rescore, device=args.device,
-            crossval=Path(args.crossval) if args.crossval else None, tta=args.tta,
+            crossval=Path(args.crossval) if args.crossval else None, tta=args.tta, threshold_from=args.threshold_from,
         )  # fmt: skip
         return json.dumps({"out": args.out, "threshold": card["threshold"], "metrics": card["metrics"]})
 
