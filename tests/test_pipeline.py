@@ -28,7 +28,7 @@ class Difference(torch.nn.Module):
 
 
 def difference_model(tile: int = 64, overlap: int = 16) -> LoadedModel:
-    card = SimpleNamespace(mean=[0.0] * 3, std=[1.0] * 3, tile_size=tile, overlap=overlap, threshold=0.5)
+    card = SimpleNamespace(mean=[0.0] * 3, std=[1.0] * 3, tile_size=tile, overlap=overlap, threshold=0.5, tta="none")
     return LoadedModel(Difference(), card, "difference test model")  # type: ignore[arg-type]
 
 
