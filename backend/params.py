@@ -18,6 +18,14 @@ TTA_MODES = ("none", "flips", "d4")
 #: What a run may ask for: a mode, or "model" (the model card's ``tta``, the mode its figures were measured with).
 TTA_CHOICES = ("model", *TTA_MODES)
 
+
+def check_tta(mode: str, choices: tuple[str, ...] = TTA_MODES) -> str:
+    """``mode`` itself if it is one of ``choices``; otherwise an :class:`InputError` that lists them."""
+    if mode not in choices:
+        raise InputError(f"tta={mode!r} is not one of {', '.join(choices)}.")
+    return mode
+
+
 #: How raw values become the model's input (``backend.raster.transform``, ``backend.raster.radiometry``).
 STRETCH_CHOICES = ("auto", "percentile", "none", "sentinel-2", "landsat")
 
@@ -123,8 +131,7 @@ class DetectParams:
             raise InputError(f"probability_dtype={self.probability_dtype!r} is not one of uint8, float16.")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise InputError(f"device={self.device!r} is not one of auto, cpu, cuda, mps.")
-        if self.tta not in TTA_CHOICES:
-            raise InputError(f"tta={self.tta!r} is not one of {', '.join(TTA_CHOICES)}.")
+        check_tta(self.tta, TTA_CHOICES)
 
     def resolve_tta(self, card_tta: str) -> str:
         """The test-time augmentation to run: the asked mode, or the card's for "model"."""

@@ -30,7 +30,7 @@ import torch
 from backend.errors import ClipCDError, InputError
 from backend.inference.tiling import Tile
 from backend.inference.tta import averaged_logit
-from backend.params import TTA_MODES, Device
+from backend.params import Device, check_tta
 from backend.progress import CancelFn, ProgressFn, check_canceled, never_canceled, no_progress
 from backend.raster.transform import normalise
 
@@ -131,9 +131,7 @@ class Predictor:
         prompts: Sequence[str] = (),
         tta: str = "none",
     ) -> None:
-        if tta not in TTA_MODES:
-            raise InputError(f"tta={tta!r} is not one of {', '.join(TTA_MODES)}.")
-        self.tta = tta
+        self.tta = check_tta(tta)
         self.model = model.to(device).eval()
         self.device = device
         self.batch_size = batch_size

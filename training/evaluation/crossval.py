@@ -31,10 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from backend.errors import InputError
 from backend.model import load_model
 from backend.outputs.files import atomic_output
-from backend.params import TTA_MODES
+from backend.params import TTA_MODES, check_tta
 from training.cli import run_command, setup_logging
 from training.data.loaders import eval_set, open_source
 from training.evaluation.compare import ColourDifference, colour_card
@@ -169,8 +168,7 @@ def crossval(
     config: TrainConfig, folds: int, out: Path, only: Sequence[int] = (), device: str = "auto", tta: str = "none"
 ) -> dict[str, Any]:
     """Run (or resume) the folds and write ``crossval.json`` (``report_name``); returns its content."""
-    if tta not in TTA_MODES:
-        raise InputError(f"tta={tta!r} is not one of {', '.join(TTA_MODES)}")
+    check_tta(tta)  # before a fold trains, not after
     names = image_names(config)
     dealt = deal(names, folds)
     results: dict[str, Any] = {}

@@ -37,7 +37,7 @@ import torch
 
 from backend.errors import InputError
 from backend.model import build_card, load_model, save_model
-from backend.params import TTA_MODES
+from backend.params import TTA_MODES, check_tta
 from training.cli import run_command, setup_logging
 from training.data.loaders import eval_set
 from training.evaluation.evaluate import evaluate
@@ -139,10 +139,14 @@ def _weights_and_threshold(
         return weights, run["best"].get("threshold"), threshold_rule(config.eval.balance_sources)
     chosen = (report or {}).get("model_threshold")
     if not chosen:
-        trained = "was trained without validation images, so nothing chose its threshold" if not config.data.val else ""
+        why = (
+            "takes its threshold from the cross-validation"
+            if config.data.val
+            else "was trained without validation images, so nothing chose its threshold"
+        )
         raise InputError(
-            f"{run_dir} {trained or 'takes its threshold from the cross-validation'}: pass --crossval "
-            "with a training.crossval report of the same recipe (it names the threshold for such a model)"
+            f"{run_dir} {why}: pass --crossval with a training.crossval report of the same recipe "
+            "(it names the threshold for such a model)"
         )
     nested, fixed = (
         chosen.get(k) for k in ("f1_per_fold_at_threshold_from_other_folds", "f1_per_fold_at_recipe_threshold")
@@ -170,8 +174,7 @@ def export(
     threshold_from: str | None = None,
 ) -> dict[str, Any]:
     """Write the run's best model with its shipping card to ``out``; returns the card as a dict."""
-    if tta not in TTA_MODES:
-        raise InputError(f"tta={tta!r} is not one of {', '.join(TTA_MODES)}")
+    check_tta(tta)
     run_file, config_file = run_dir / "run.json", run_dir / "config.json"
     for path in (run_file, config_file):
         if not path.is_file():
