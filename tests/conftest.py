@@ -23,6 +23,16 @@ def _samples() -> Path | None:
 SAMPLES = _samples()  # None when the real samples are absent
 
 
+@pytest.fixture(autouse=True)
+def private_clip_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own empty CLIP weights folder: the user's cache is never read or written."""
+    folder = tmp_path_factory.mktemp("clip")
+    monkeypatch.setenv("CLIPCD_CLIP_DIR", str(folder))
+    for name in ("CLIPCD_CLIP_MIRROR", "CLIPCD_CLIP_CATALOGUE", "CLIPCD_QGIS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def samples() -> Path:
     """The real samples folder (../shared/data or $CLIPCD_SAMPLES); skips the test when absent."""

@@ -197,6 +197,7 @@ def test_doctor_reports_versions() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("torch", "open_clip", "rasterio", "GDAL", "qgis.core"):
         assert name in result.stdout
+    assert "clip        no CLIP weights in" in result.stdout  # this test's own, empty CLIP folder
 
 
 def test_models_and_info(tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def test_zip_holds_the_plugin_and_nothing_else(plugin_zip: Path) -> None:
         assert f"{TOP}/{required}" in names
     # everything the plugin and the engine need, taken from the working tree
     expected = [f"{TOP}/{path.name}" for path in (REPO_ROOT / TOP).glob("*.py")]
-    for pattern in ("**/*.py", "**/*.txt", "**/*.json", "**/*.yaml"):
+    for pattern in ("**/*.py", "**/*.txt", "**/*.json", "**/*.yaml", "**/*.toml"):
         expected += [
             f"{TOP}/{path.relative_to(REPO_ROOT).as_posix()}"
             for path in (REPO_ROOT / "backend").glob(pattern)
@@ -92,6 +92,7 @@ def test_zip_holds_the_plugin_and_nothing_else(plugin_zip: Path) -> None:
         ]
     expected += [f"{TOP}/resources/icons/{path.name}" for path in (REPO_ROOT / "resources/icons").glob("*.svg")]
     assert f"{TOP}/backend/model/configs/changeclip-lite0.json" in expected
+    assert f"{TOP}/backend/clip/catalogue.toml" in expected
     assert f"{TOP}/resources/icons/clipcd.svg" in expected
     assert sorted(set(expected) - set(names)) == []
     # no weights, caches, tests, training or benchmarks

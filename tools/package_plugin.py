@@ -45,11 +45,11 @@ REQUIRED_KEYS = (
     "tracker",
     "repository",
 )
-TEXT_SUFFIXES = frozenset({".py", ".txt", ".svg", ".json", ".md", ".typed", ".yaml", ".yml", ".cfg"})
+TEXT_SUFFIXES = frozenset({".py", ".txt", ".svg", ".json", ".md", ".typed", ".yaml", ".yml", ".cfg", ".toml"})
 TEXT_NAMES = frozenset({"LICENSE"})
 FORBIDDEN_PARTS = frozenset({"__pycache__", ".git", "__MACOSX"})
 # Files picked up from the code folders: sources and the small text data files they read.
-PACKAGE_SUFFIXES = frozenset({".py", ".typed", ".txt", ".json", ".yaml", ".yml", ".md"})
+PACKAGE_SUFFIXES = frozenset({".py", ".typed", ".txt", ".json", ".yaml", ".yml", ".md", ".toml"})
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can hold: no build-time leaks in
 VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+-]*$")
 

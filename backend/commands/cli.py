@@ -9,18 +9,16 @@ codes: 0 success, 2 bad input or a known failure (message says what to do), 130 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
 
 from backend import __version__
+from backend.commands.report import ProgressBar, emit, json_progress
 from backend.errors import CanceledError, ClipCDError
 from backend.params import STRETCH_CHOICES, TTA_CHOICES
 
@@ -90,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     from backend.commands.stack import add_parser as add_stack_parser
 
     add_stack_parser(commands)
+    from backend.commands.clip import add_parser as add_clip_parser
+
+    add_clip_parser(commands)
 
     from backend.model.cli import add_parsers
 
@@ -153,7 +154,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     )
     cancel = _install_cancel_handlers()
     if args.json_progress:
-        _emit(
+        emit(
             {
                 "event": "start",
                 "before": str(params.before),
@@ -162,8 +163,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
                 "pixel_size_m": raster_pixel_size_m(params.before),
             }
         )
-        result = detect(params, _json_progress(), cancel.is_set)
-        _emit(
+        result = detect(params, json_progress(), cancel.is_set)
+        emit(
             {
                 "event": "done",
                 "outputs": {key: str(path) for key, path in result.outputs.items()},
@@ -178,7 +179,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
             }
         )
     else:
-        bar = _ProgressBar(sys.stderr)
+        bar = ProgressBar(sys.stderr)
         result = detect(params, bar, cancel.is_set)
         bar.close()
         _log.info("%s", result.summary())
@@ -229,27 +230,11 @@ def _install_cancel_handlers() -> threading.Event:
     return cancel
 
 
-def _emit(event: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(event) + "\n")
-    sys.stdout.flush()
-
-
-def _json_progress() -> Any:
-    last = [-1.0]
-
-    def report(fraction: float, message: str) -> None:
-        if fraction - last[0] >= 0.005 or fraction >= 1.0:
-            last[0] = fraction
-            _emit({"event": "progress", "fraction": round(fraction, 4), "message": message})
-
-    return report
-
-
 class _JsonLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         event = {"event": "log", "level": record.levelname, "message": record.getMessage()}
         event.update(getattr(record, "fields", None) or {})
-        _emit(event)
+        emit(event)
 
 
 def _setup_logging(verbose: bool, json_mode: bool) -> None:
@@ -265,33 +250,6 @@ def _setup_logging(verbose: bool, json_mode: bool) -> None:
 
 def _report_error(json_mode: bool, exc: BaseException, kind: str) -> None:
     if json_mode:
-        _emit({"event": "error", "kind": kind, "message": str(exc)})
+        emit({"event": "error", "kind": kind, "message": str(exc)})
     else:
         sys.stderr.write(f"error: {exc}\n")
-
-
-class _ProgressBar:
-    """A one-line text progress bar on a terminal; plain log lines elsewhere."""
-
-    def __init__(self, stream: TextIO, width: int = 30) -> None:
-        self.stream = stream
-        self.width = width
-        self.tty = stream.isatty()
-        self.started = time.perf_counter()
-        self._last = -1.0
-
-    def __call__(self, fraction: float, message: str) -> None:
-        if self.tty:
-            filled = int(self.width * fraction)
-            elapsed = time.perf_counter() - self.started
-            self.stream.write(
-                f"\r[{'#' * filled}{'.' * (self.width - filled)}] {fraction:6.1%} {elapsed:6.1f}s {message:<30}"
-            )
-            self.stream.flush()
-        elif fraction - self._last >= 0.1 or fraction >= 1.0:
-            self._last = fraction
-            self.stream.write(f"{fraction:6.1%} {message}\n")
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")

@@ -8,6 +8,8 @@ import platform
 import sys
 from typing import TextIO
 
+from backend.clip import store
+
 _FIXES = {
     "numpy": "pip install 'numpy<2'  (QGIS 3.22's GDAL bindings need NumPy 1.x)",
     "torch": "pip install torch==2.14.1 torchvision==0.29.1",
@@ -61,6 +63,7 @@ def run_doctor(out: TextIO) -> int:
         missing.append("numpy")
         lines.append("numpy 2 is installed: QGIS 3.22's GDAL bindings need NumPy 1.x")
     lines.extend(_gpu_lines())
+    lines.append(_clip_line())
     out.write("\n".join(lines) + "\n")
     needed = [name for name in missing if name not in _OPTIONAL]
     if missing:
@@ -70,6 +73,20 @@ def run_doctor(out: TextIO) -> int:
     else:
         out.write("\neverything the engine and the plugin need is present\n")
     return 2 if needed else 0
+
+
+def _clip_line() -> str:
+    """Which CLIP weights are present (the labelling and the ChangeCLIP configs need them; detect does not)."""
+    try:
+        present = store.installed()
+    except OSError as exc:
+        return f"clip        cannot read {store.write_dir()}: {exc}"
+    if not present:
+        return (
+            f"clip        no CLIP weights in {store.write_dir()} (optional: python -m backend clip get openai-vit-b-16)"
+        )
+    names = ", ".join(f"{w.name} ({w.arch})" for w in present.values())
+    return f"clip        {names}"
 
 
 def _gdal_versions() -> str:

@@ -40,6 +40,24 @@ class ClipSpec:
     pretrained: str | None = None
 
 
+def clip_spec(model: str, option: str = "--arch") -> ClipSpec:
+    """A ClipSpec for an open_clip model name, or a JSON file holding an inline open_clip config.
+
+    Raises:
+        InputError: The JSON file cannot be read or is not an open_clip config; the message names ``option``.
+    """
+    path = Path(model).expanduser()
+    if path.suffix != ".json":
+        return ClipSpec(model=model)
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{option} {model}: cannot read the open_clip config JSON ({exc}).") from exc
+    if not isinstance(cfg, dict) or "vision_cfg" not in cfg:
+        raise InputError(f"{option} {model}: an open_clip config needs embed_dim, vision_cfg and text_cfg.")
+    return ClipSpec(model=path.stem, cfg=cfg)
+
+
 @dataclass(frozen=True)
 class TextConfig:
     """The prompt side: learned context, prompts and the context decoder."""

@@ -1,6 +1,7 @@
 """Build open_clip CLIPs and load CLIP weights without ever unpickling code.
 
-Weights come from an open_clip tag (downloaded on a machine with internet) or a local file:
+Weights come from the CLIP catalogue or ``clip add`` (:mod:`backend.clip`), an open_clip tag
+(downloaded on a machine with internet) or a local file:
 
 * ``.safetensors``: read with safetensors.
 * open_clip ``.bin`` / ``.pt`` / ``.pth`` state dicts: ``torch.load(weights_only=True)``.
@@ -32,6 +33,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from backend.clip import store as clip_store
+from backend.clip.catalogue import catalogue, for_tag
+from backend.download import DownloadError
 from backend.errors import InputError, ModelFileError
 from backend.model.config import ClipSpec
 
@@ -52,29 +56,60 @@ def build_clip(spec: ClipSpec) -> open_clip.CLIP:
     return open_clip.CLIP(**cfg)
 
 
-def resolve_weights(spec: ClipSpec, pretrained: str) -> Path:
-    """Turn ``pretrained`` (a local file or an open_clip tag) into a local file.
+def resolve_weights(spec: ClipSpec, pretrained: str, *, fetch: bool = True) -> Path:
+    """Turn ``pretrained`` into a local, checked file.
+
+    ``pretrained`` is a local file; a name from the CLIP catalogue or given to ``clip add``
+    (``python -m backend clip list``); or an open_clip weight tag. The tag ``openai`` is the
+    catalogue's OpenAI file for the architecture, so every part of ClipCD uses the same files;
+    other tags are downloaded by open_clip. A catalogue file that is absent is fetched (with
+    resume and its sha256) unless ``fetch`` is False.
 
     Raises:
-        ModelFileError: Neither a file nor a known tag, or the download failed.
+        InputError: The named weights are another architecture than ``spec``'s.
+        ModelFileError: Not a file, name or tag; absent and not fetched (the message names
+            ``clip get`` and ``clip add``); or the download failed.
     """
     path = Path(pretrained).expanduser()
     if path.is_file():
         return path
+    name = pretrained
+    listed = catalogue().get(pretrained) or for_tag(spec.model, pretrained)
+    if listed is not None:
+        name = listed.name
+    present = clip_store.find(name)
+    if present is not None:
+        _check_arch(spec, name, present.arch)
+        return present.path
+    if listed is not None:
+        _check_arch(spec, name, listed.arch)
+        if not fetch:
+            raise clip_store.missing_error(name)
+        try:
+            return clip_store.fetch(name).path
+        except DownloadError as exc:
+            raise ModelFileError(f"{exc} {clip_store.missing_error(name)}") from exc
     cfg = open_clip.get_pretrained_cfg(spec.model, pretrained)
     if not cfg:
         tags = open_clip.list_pretrained_tags_by_model(spec.model)
         raise ModelFileError(
-            f"pretrained={pretrained!r} is neither a file nor an open_clip weight tag for {spec.model!r} "
-            f"(tags: {tags}); pass the path of a local checkpoint"
+            f"pretrained={pretrained!r} is neither a file, a CLIP catalogue name ({', '.join(catalogue())}"
+            f"), nor an open_clip weight tag for {spec.model!r} (tags: {tags}); `python -m backend clip list` "
+            "shows the catalogue and what is on this computer"
         )
     try:
         return Path(open_clip.download_pretrained(cfg))
     except Exception as exc:
         raise ModelFileError(
             f"could not download the {spec.model!r} weights {pretrained!r} ({exc}); on a machine without "
-            "internet, pass the path of a local checkpoint (.safetensors, open_clip .bin/.pt or OpenAI JIT .pt)"
+            "internet, copy a CLIP file here and run `python -m backend clip add FILE --arch ARCH`, or pass its path"
         ) from exc
+
+
+def _check_arch(spec: ClipSpec, name: str, arch: str) -> None:
+    """Refuse weights of another open_clip architecture (inline configs are checked tensor by tensor at load)."""
+    if spec.cfg is None and spec.model.removesuffix("-quickgelu") != arch.removesuffix("-quickgelu"):
+        raise InputError(f"the CLIP weights {name!r} are a {arch} model; this model's CLIP is {spec.model}")
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -26,7 +26,7 @@ from typing import Any
 from qgis.core import Qgis, QgsMessageLog, QgsTask
 
 from qgis_clipcd.models import store as model_store
-from qgis_clipcd.models.download import DownloadCanceled, DownloadError, download
+from qgis_clipcd.models.download import MODEL_OFFLINE_HINT, DownloadCanceled, DownloadError, download
 
 LOG_TAG = "ClipCD"
 
@@ -80,7 +80,12 @@ class DownloadTask(QgsTask):  # type: ignore[misc]
                 self.path = model_store.fetch_default_model(self._on_progress, self.isCanceled)
             else:
                 self.path = download(
-                    self.url, self.dest, self.sha256, on_progress=self._on_progress, is_canceled=self.isCanceled
+                    self.url,
+                    self.dest,
+                    self.sha256,
+                    on_progress=self._on_progress,
+                    is_canceled=self.isCanceled,
+                    offline_hint=MODEL_OFFLINE_HINT,
                 )
             return True
         except DownloadCanceled as exc:

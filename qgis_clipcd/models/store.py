@@ -15,7 +15,14 @@ import threading
 from pathlib import Path
 
 from qgis_clipcd.metadata import metadata, plugin_root
-from qgis_clipcd.models.download import CancelCheck, DownloadCanceled, ProgressCallback, download, sha256_of
+from qgis_clipcd.models.download import (
+    MODEL_OFFLINE_HINT,
+    CancelCheck,
+    DownloadCanceled,
+    ProgressCallback,
+    download,
+    sha256_of,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -137,7 +144,14 @@ def fetch_default_model(on_progress: ProgressCallback | None = None, is_canceled
             return found
         target = download_path()
         _log.info("downloading the default model from %s to %s", model_url(), target)
-        download(model_url(), target, DEFAULT_MODEL_SHA256, on_progress=on_progress, is_canceled=is_canceled)
+        download(
+            model_url(),
+            target,
+            DEFAULT_MODEL_SHA256,
+            on_progress=on_progress,
+            is_canceled=is_canceled,
+            offline_hint=MODEL_OFFLINE_HINT,
+        )
         stat = target.stat()
         _verified[(str(target), stat.st_mtime_ns, stat.st_size)] = True
         return target

@@ -1,3 +1,5 @@
+import socket
+
 import open_clip
 import pytest
 import torch
@@ -90,12 +92,18 @@ def test_mismatched_checkpoint_is_refused(tmp_path):
 
 
 def test_unknown_tag_and_failed_download_say_what_to_do(monkeypatch):
-    with pytest.raises(ModelFileError, match="neither a file nor an open_clip weight tag"):
+    with pytest.raises(ModelFileError, match=r"neither a file, a CLIP catalogue name .* nor an open_clip weight tag"):
         create_model("changeclip-small", pretrained="openai")
+
+    with socket.socket() as probe:  # "openai" is the catalogue's file: fetched from a server that is down
+        probe.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("CLIPCD_CLIP_MIRROR", f"http://127.0.0.1:{probe.getsockname()[1]}")
+    with pytest.raises(ModelFileError, match=r"cannot reach.*clip get openai-vit-b-16.*clip add FILE"):
+        create_model("changeclip-vit-b16", pretrained="openai")
 
     def offline(*args, **kwargs):
         raise OSError("no network")
 
-    monkeypatch.setattr(open_clip, "download_pretrained", offline)
-    with pytest.raises(ModelFileError, match=r"could not download.*local checkpoint"):
-        create_model("changeclip-vit-b16", pretrained="openai")
+    monkeypatch.setattr(open_clip, "download_pretrained", offline)  # other tags: open_clip downloads them
+    with pytest.raises(ModelFileError, match=r"could not download.*clip add FILE --arch ARCH"):
+        create_model("changeclip-vit-b16", pretrained="metaclip_400m")

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import gc
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from qgis_clipcd.models import store as model_store
-from tests.plugin.release_server import REAL_MODEL, Handler, Served, Server, url_of
+from tests.plugin.release_server import REAL_MODEL, Server, running_server, url_of
 
 
 @pytest.fixture(autouse=True)
@@ -38,14 +37,8 @@ def provider(qgis_processing: None, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 @pytest.fixture
 def server() -> Iterator[Server]:
-    httpd = Server(("127.0.0.1", 0), Handler)
-    httpd.served = Served()
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+    with running_server() as httpd:
+        yield httpd
 
 
 @pytest.fixture

@@ -11,9 +11,13 @@ import hashlib
 import re
 import socket
 import struct
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 from qgis_clipcd.models.store import DEFAULT_MODEL_NAME
 from tests.conftest import REPO_ROOT
@@ -35,6 +39,7 @@ class Served:
     status: int | None = None  # answer every request with this error status
     delay: float = 0.0  # seconds between 8 KiB blocks
     ranges: list[str | None] = field(default_factory=list)
+    files: dict[str, bytes] | None = None  # serve these URL paths (404 for any other) instead of ``data``
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -48,6 +53,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error(served.status)
             return
         data, start = served.data, 0
+        if served.files is not None:
+            found = served.files.get(urlsplit(self.path).path)
+            if found is None:
+                self.send_error(404)
+                return
+            data = found
         match = re.fullmatch(r"bytes=(\d+)-", requested or "")
         if match and not served.ignore_range:
             start = int(match.group(1))
@@ -86,6 +97,27 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     served: Served
+
+
+@contextmanager
+def running_server() -> Iterator[Server]:
+    """A release server on a free local port, serving until the block ends."""
+    httpd = Server(("127.0.0.1", 0), Handler)
+    httpd.served = Served()
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+def base_url(server: Server) -> str:
+    """``http://host:port`` of ``server`` (a mirror base for paths in the publishers' layouts)."""
+    host, port = server.server_address[:2]
+    return f"http://{host}:{port}"
 
 
 def url_of(server: Server, name: str = "model.safetensors") -> str:

@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from qgis_clipcd.models import store as model_store
-from qgis_clipcd.models.download import ChecksumError, DownloadCanceled, DownloadError, download, partial_path
+from qgis_clipcd.models.download import (
+    MODEL_OFFLINE_HINT,
+    ChecksumError,
+    DownloadCanceled,
+    DownloadError,
+    download,
+    partial_path,
+)
 from tests.plugin.release_server import DATA, DATA_SHA, REAL_MODEL, Server, url_of
 
 # -- download() ---------------------------------------------------------------------------------
@@ -47,10 +54,10 @@ def test_a_wrong_checksum_is_refused_and_nothing_is_kept(server: Server, tmp_pat
     dest = tmp_path / "m.safetensors"
     wrong = "0" * 64
     with pytest.raises(ChecksumError) as caught:
-        download(url_of(server), dest, wrong)
+        download(url_of(server), dest, wrong, offline_hint=MODEL_OFFLINE_HINT)
     message = str(caught.value)
     assert url_of(server) in message and wrong in message and DATA_SHA in message
-    assert "local model file" in message and "Retry" in message
+    assert message.endswith(MODEL_OFFLINE_HINT) and "Retry" in message
     assert not dest.exists() and not partial_path(dest).exists()
 
 
@@ -80,7 +87,7 @@ def test_http_errors_name_the_url_and_the_way_out(server: Server, tmp_path: Path
     server.served.status = 404
     url = url_of(server, "missing.safetensors")
     with pytest.raises(DownloadError) as caught:
-        download(url, tmp_path / "m.safetensors", DATA_SHA)
+        download(url, tmp_path / "m.safetensors", DATA_SHA, offline_hint=MODEL_OFFLINE_HINT)
     assert caught.value.status == 404 and caught.value.url == url
     assert url in str(caught.value) and "404" in str(caught.value) and "Model field" in str(caught.value)
     assert not (tmp_path / "m.safetensors").exists()
@@ -124,7 +131,7 @@ def test_only_http_urls_and_reachable_servers(tmp_path: Path) -> None:
         port = probe.getsockname()[1]
     with pytest.raises(DownloadError, match="cannot reach") as caught:
         download(f"http://127.0.0.1:{port}/m", tmp_path / "m.safetensors", DATA_SHA)
-    assert "Model field" in str(caught.value)
+    assert str(caught.value).endswith("copy the file to this computer by other means.")
 
 
 # -- model_store ---------------------------------------------------------------------------------

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import numpy as np
-import open_clip
 import pytest
 import torch
 from PIL import Image
@@ -103,14 +103,14 @@ def test_mining_is_per_image_and_batch_independent(tree: Path, tiny_clip: tuple[
 def test_offline_tag_names_the_local_file_option(
     tree: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def offline(*args: object, **kwargs: object) -> str:
-        raise OSError("Temporary failure in name resolution")
-
-    monkeypatch.setattr(open_clip, "download_pretrained", offline)
+    with socket.socket() as probe:  # "openai" is the catalogue's OpenAI file: its server is down
+        probe.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("CLIPCD_CLIP_MIRROR", f"http://127.0.0.1:{probe.getsockname()[1]}")
     argv = ["--data-root", str(tree), "--dataset", "folder", "--split", "test", "--device", "cpu"]
     assert main([*argv, "--pretrained", "openai"]) == 2  # the default miner, ViT-B-16-quickgelu
     err = capsys.readouterr().err
-    assert "--pretrained /path/to/ViT-B-16-quickgelu.pt" in err and "name resolution" in err
+    assert "clip get openai-vit-b-16" in err and "clip add FILE" in err and "cannot reach" in err
+    assert "the path of a ViT-B-16-quickgelu file" in err
     assert find_prompt_cache(tree, "test") is None
 
 
@@ -118,7 +118,7 @@ def test_unknown_tag_and_bad_dataset_exit_2(tree: Path, tiny_clip: tuple[Path, P
     config, _ = tiny_clip
     argv = ["--data-root", str(tree), "--split", "test", "--device", "cpu"]
     assert main([*argv, "--dataset", "folder", "--miner", str(config), "--pretrained", "openai"]) == 2
-    assert "--pretrained /path/to/tiny-clip.pt" in capsys.readouterr().err
+    assert "the path of a tiny-clip file" in capsys.readouterr().err
     assert main([*argv, "--dataset", "nowhere", "--miner", str(config)]) == 2
     assert "nowhere" in capsys.readouterr().err
 

@@ -30,8 +30,8 @@ def build_training_model(section: ModelSection) -> ClipCDModel:
         if not any(w and not Path(w).expanduser().is_file() for w in (section.pretrained, section.miner_pretrained)):
             raise
         raise InputError(
-            f"{exc}. Offline, pass local CLIP files instead of tags: --pretrained /path/to/RN50.pt (or ViT-B-16.pt) "
-            "and --miner-pretrained /path/to/ViT-B-16.pt (docs/training.md says where to get them)"
+            f"{exc}. --pretrained and --miner-pretrained take a CLIP catalogue name (openai-rn50, openai-vit-b-16, "
+            "...: `python -m backend clip list`), an open_clip tag or a local file"
         ) from exc
     encoders = [m for m in model.modules() if isinstance(m, EfficientNetLite)]
     if section.encoder_weights is not None:

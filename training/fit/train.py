@@ -238,8 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, help="a YAML or TOML file (training/configs/ has one per paper row)")
     parser.add_argument("--data-root", help="folder the config's data sources are relative to")
     parser.add_argument("--out", help="run folder (default runs/<config name>)")
-    parser.add_argument("--pretrained", help="CLIP weights: an open_clip tag (needs internet) or a local file")
-    parser.add_argument("--miner-pretrained", help="weights of the prompt-mining CLIP (a local file or tag)")
+    parser.add_argument(
+        "--pretrained", help="CLIP weights: a catalogue name (python -m backend clip list), an open_clip tag or a file"
+    )
+    parser.add_argument("--miner-pretrained", help="weights of the prompt-mining CLIP (a catalogue name, tag or file)")
     parser.add_argument("--resume", help="continue the run in this folder (its last.safetensors + last.state.pt)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.iterations=100 train.lr=3e-5")

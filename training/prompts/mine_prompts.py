@@ -3,7 +3,7 @@
 ::
 
     python -m training.mine_prompts --data-root DIR --dataset levir-cd --split train
-        [--miner ViT-B-16-quickgelu] [--pretrained openai|FILE] [--out FILE] [--top-k 9]
+        [--miner ViT-B-16-quickgelu] [--pretrained openai-vit-b-16|openai|FILE] [--out FILE] [--top-k 9]
 
 A frozen CLIP (:class:`backend.model.PromptMiner`, built from open_clip through
 :mod:`backend.model.weights`) ranks ChangeCLIP's 56 class names against each whole image, date
@@ -11,14 +11,14 @@ A and date B separately, and keeps the top k, best first. The result is cached
 (:mod:`training.prompts.prompt_cache`), by default in ``<data-root>/clipcd-prompts-<split>.json``.
 
 ``--miner`` is an open_clip model name or a JSON file holding an open_clip model config (the
-``cfg`` of a ClipSpec). ``--pretrained`` is an open_clip weight tag (downloaded where there is
-internet) or a local checkpoint (.safetensors, open_clip .bin/.pt, OpenAI JIT .pt).
+``cfg`` of a ClipSpec). ``--pretrained`` is a name from the CLIP catalogue (``python -m backend
+clip list``; ``openai`` means the catalogue's OpenAI file), another open_clip weight tag, or a
+local checkpoint (.safetensors, open_clip .bin/.pt, OpenAI JIT .pt).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Iterable, Sequence
@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from backend.errors import InputError, ModelFileError
 from backend.inference.predict import select_device
-from backend.model.config import ClipSpec
+from backend.model.config import ClipSpec, clip_spec
 from backend.model.prompts import CHANGECLIP_CLASSES, PromptMiner
 from backend.model.weights import build_clip, load_clip_weights, read_state_dict, resolve_weights
 from training.cli import run_command, setup_logging
@@ -44,16 +44,7 @@ DEFAULT_PRETRAINED = "openai"
 
 def miner_spec(miner: str) -> ClipSpec:
     """A ClipSpec for an open_clip model name or a JSON file with an inline open_clip config."""
-    path = Path(miner).expanduser()
-    if path.suffix == ".json":
-        try:
-            cfg = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"--miner {miner}: cannot read the open_clip config JSON ({exc}).") from exc
-        if not isinstance(cfg, dict) or "vision_cfg" not in cfg:
-            raise InputError(f"--miner {miner}: an open_clip config needs embed_dim, vision_cfg and text_cfg.")
-        return ClipSpec(model=path.stem, cfg=cfg)
-    return ClipSpec(model=miner)
+    return clip_spec(miner, "--miner")
 
 
 def build_miner(
@@ -77,8 +68,8 @@ def build_miner(
         path = resolve_weights(spec, pretrained)  # before building anything: fail fast offline
     except ModelFileError as exc:
         raise ModelFileError(
-            f"{exc}. Without internet, download the CLIP weights elsewhere and pass the file: "
-            f"--pretrained /path/to/{spec.model}.pt (or .safetensors / open_clip .bin)"
+            f"{exc}. --pretrained takes a CLIP catalogue name (`python -m backend clip list`), an open_clip tag "
+            f"or the path of a {spec.model} file (.pt, .safetensors, open_clip .bin)"
         ) from exc
     clip = build_clip(spec)
     load_clip_weights(clip, read_state_dict(path), str(path.name))
@@ -142,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="train", help="split to mine (default: train)")
     parser.add_argument("--miner", default=DEFAULT_MINER, help="open_clip model name, or a JSON open_clip config")
     parser.add_argument(
-        "--pretrained", default=DEFAULT_PRETRAINED, help="open_clip weight tag (needs internet) or a local CLIP file"
+        "--pretrained",
+        default=DEFAULT_PRETRAINED,
+        help="CLIP weights: a catalogue name (python -m backend clip list), an open_clip tag or a local file",
     )
     parser.add_argument("--out", type=Path, help="cache file (default: <data-root>/clipcd-prompts-<split>.json)")
     parser.add_argument("--top-k", type=int, default=9, help="class names kept per image and date")
