@@ -60,8 +60,11 @@ def rows() -> list[dict[str, Any]]:
 def cmd_list(args: argparse.Namespace) -> int:
     """Print the catalogue and the added files, whether each is present, and the folders searched."""
     table = rows()
+    folders = {"writes_to": str(store.write_dir()), "searched": [str(p) for p in store.search_dirs()]}
+    if args.json_progress:
+        emit({"event": "done", "weights": table, **folders})
+        return 0
     if args.json:
-        folders = {"writes_to": str(store.write_dir()), "searched": [str(p) for p in store.search_dirs()]}
         sys.stdout.write(json.dumps({"weights": table, **folders}, indent=2) + "\n")
         return 0
     out = sys.stdout
@@ -115,7 +118,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     from backend.clip.manage import add  # torch and open_clip: only for this command
 
     weights = add(args.file, args.arch, args.name)
-    if args.json:
+    if args.json_progress:
         emit(
             {
                 "event": "done",
@@ -135,6 +138,9 @@ def cmd_remove(args: argparse.Namespace) -> int:
     removed = store.remove(args.name)
     if not removed:
         raise ModelFileError(f"no CLIP weights called {args.name!r} on this computer (`python -m backend clip list`)")
+    if args.json_progress:
+        emit({"event": "done", "name": args.name, "removed": [str(p) for p in removed]})
+        return 0
     for path in removed:
         sys.stdout.write(f"removed {path}\n")
     return 0
@@ -146,6 +152,7 @@ def add_parser(subparsers: Any) -> None:
     commands = clip.add_subparsers(dest="clip_command", required=True, metavar="ACTION")
     listing = commands.add_parser("list", help="the catalogue and what is on this computer")
     listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.add_argument("--json-progress", action="store_true", help="print one JSON 'done' event (the plugin's)")
     listing.set_defaults(handler=cmd_list)
     get = commands.add_parser("get", help="download catalogue weights (resumed, sha256 checked)")
     get.add_argument("name", metavar="NAME", help="a catalogue name (clip list)")
@@ -157,8 +164,9 @@ def add_parser(subparsers: Any) -> None:
         "--arch", help="its open_clip model (ViT-B-32, ViT-L-14, RN50, ...); not needed for catalogue files"
     )
     add.add_argument("--name", help="what to call it (default: the catalogue's name, else the file's stem)")
-    add.add_argument("--json", action="store_true", help="print a JSON line")
+    add.add_argument("--json-progress", action="store_true", help="print JSON lines (errors too)")
     add.set_defaults(handler=cmd_add)
     remove = commands.add_parser("remove", help="delete downloaded or added weights")
     remove.add_argument("name", metavar="NAME")
+    remove.add_argument("--json-progress", action="store_true", help="print JSON lines (errors too)")
     remove.set_defaults(handler=cmd_remove)

@@ -24,6 +24,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from qgis_clipcd.dock.clip_dialog import ClipWeightsDialog
 from qgis_clipcd.dock.diagnostics import DiagnosticsDialog
 from qgis_clipcd.engine import installer
 from qgis_clipcd.engine.check import EngineCheckTask, EngineStatus
@@ -52,6 +53,7 @@ class EnginePanel(QWidget):  # type: ignore[misc]
         self.check_task: EngineCheckTask | None = None
         self.install_task: InstallTask | None = None
         self.dialog: DiagnosticsDialog | None = None
+        self.clip_dialog: ClipWeightsDialog | None = None
         self._build()
         if start:
             self.refresh()
@@ -72,6 +74,8 @@ class EnginePanel(QWidget):  # type: ignore[misc]
             "Create a private Python environment for the engine and install its requirements"
         )
         self.diagnostics_button = QPushButton("Diagnostics", self)
+        self.clip_button = QPushButton("CLIP weights", self)
+        self.clip_button.setToolTip("Download, add or remove the CLIP weights that label changes and drive prompts")
         self.recheck_button = QPushButton("Check again", self)
         self.progress = QProgressBar(self)
         self.progress.setRange(0, 100)
@@ -83,7 +87,7 @@ class EnginePanel(QWidget):  # type: ignore[misc]
             widget.setVisible(False)
 
         buttons = QHBoxLayout()
-        for button in (self.install_button, self.diagnostics_button, self.recheck_button):
+        for button in (self.install_button, self.clip_button, self.diagnostics_button, self.recheck_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         progress_row = QHBoxLayout()
@@ -99,6 +103,7 @@ class EnginePanel(QWidget):  # type: ignore[misc]
 
         self.install_button.clicked.connect(self._install_clicked)
         self.diagnostics_button.clicked.connect(self.show_diagnostics)
+        self.clip_button.clicked.connect(self.show_clip_weights)
         self.recheck_button.clicked.connect(self.refresh)
         self.cancel_button.clicked.connect(self.cancel_install)
         self._update_buttons()
@@ -139,6 +144,13 @@ class EnginePanel(QWidget):  # type: ignore[misc]
             "Reinstall backend" if self.status is not None and self.status.ok else "Install backend"
         )
         self.recheck_button.setEnabled(not busy)
+        engine = self.status is not None and self.status.ok and self.status.python is not None
+        self.clip_button.setEnabled(engine)
+        self.clip_button.setToolTip(
+            "Download, add or remove the CLIP weights that label changes and drive prompts"
+            if engine
+            else "Needs the engine: install it first"
+        )
 
     # -- installing ---------------------------------------------------------------------------
     @pyqtSlot()  # type: ignore[misc, untyped-decorator]
@@ -231,3 +243,15 @@ class EnginePanel(QWidget):  # type: ignore[misc]
         self.dialog = DiagnosticsDialog(self.status, self)
         self.dialog.show()
         return self.dialog
+
+    @pyqtSlot()  # type: ignore[misc, untyped-decorator]
+    def show_clip_weights(self) -> ClipWeightsDialog | None:
+        """Open the CLIP weights dialog (non-modal; it lists through the engine in the background)."""
+        if self.status is None or not self.status.ok or self.status.python is None:
+            return None
+        if self.clip_dialog is not None:
+            self.clip_dialog.close()
+            self.clip_dialog.deleteLater()
+        self.clip_dialog = ClipWeightsDialog(self.status.python, self)
+        self.clip_dialog.show()
+        return self.clip_dialog

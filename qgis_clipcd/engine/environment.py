@@ -35,13 +35,29 @@ def clean_env() -> dict[str, str]:
 
 
 def worker_env() -> dict[str, str]:
-    """The worker's environment: ours without QGIS's Python and GDAL/PROJ settings, backend on PYTHONPATH."""
+    """The worker's environment: ours without QGIS's Python and GDAL/PROJ settings, backend on PYTHONPATH.
+
+    It also names the QGIS profile (``$CLIPCD_QGIS_PROFILE``): the engine keeps the CLIP weights the
+    plugin fetches in ``<profile>/clipcd/clip`` and still finds those of the command line.
+    """
     env = clean_env()
     root = backend_root()
     if root is not None:
         env["PYTHONPATH"] = str(root)
+    profile = _qgis_profile()
+    if profile:
+        env.setdefault("CLIPCD_QGIS_PROFILE", profile)
     env["PYTHONIOENCODING"] = "utf-8"
     return env
+
+
+def _qgis_profile() -> str | None:
+    """The running QGIS profile's folder (None outside QGIS)."""
+    try:
+        from qgis.core import QgsApplication
+    except ImportError:
+        return None
+    return str(QgsApplication.qgisSettingsDirPath() or "") or None
 
 
 def qgis_python() -> str | None:

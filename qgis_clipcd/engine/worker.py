@@ -1,4 +1,4 @@
-"""Runs ``python -m backend detect --json-progress`` as a child process and reads its JSON lines.
+"""Runs ``python -m backend detect --json-progress`` (or another engine command) as a child process.
 
 Bandit B404/B603 are waived below: the argument lists are fixed, never a shell.
 
@@ -85,7 +85,12 @@ class Worker:
         is_canceled: Callable[[], bool],
     ) -> WorkerResult:
         """Run the detection; report progress; stop it when ``is_canceled()`` turns true."""
-        argv = self.command(params, python)
+        return self.run_argv(self.command(params, python), on_progress, is_canceled)
+
+    def run_argv(
+        self, argv: list[str], on_progress: Callable[[float, str], None], is_canceled: Callable[[], bool]
+    ) -> WorkerResult:
+        """Run any engine command that speaks the ``--json-progress`` protocol (``detect``, ``clip get``, ...)."""
         if is_canceled():
             return self._finish(WorkerResult(ok=False), canceled=True, stderr=[])
         _log.info("starting worker: %s", " ".join(argv))
@@ -102,7 +107,7 @@ class Worker:
                 errors="replace",
             )
         except OSError as exc:
-            message = f"Could not start the backend worker {python!r}: {exc}. Set a Python with torch in the settings."
+            message = f"Could not start the backend worker {argv[0]!r}: {exc}. Set a Python with torch in the settings."
             return WorkerResult(ok=False, error_kind="start", message=message)
 
         lines: queue.Queue[str | None] = queue.Queue()

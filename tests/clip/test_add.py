@@ -71,3 +71,18 @@ def test_a_hostile_pickle_is_refused_without_running_it(
         add(plain, str(tiny_arch))
     assert not Path("HACKED").exists() and not (tmp_path / "HACKED").exists()
     assert list(private_clip_folder.iterdir()) == []
+
+
+def test_training_takes_an_added_name_for_pretrained(tiny_clip: Path, tiny_arch: Path, tmp_path: Path) -> None:
+    from tests.training.tinyrun import kept_threads, make_pairs, write_config
+    from training.fit import train
+
+    add(tiny_clip, str(tiny_arch), "tiny-clip")
+    root = make_pairs(tmp_path / "data")
+    config = write_config(tmp_path / "tiny.yaml", root, model={"config": "changeclip-small"}, train={"iterations": 1})
+    run = tmp_path / "run"
+    with kept_threads(1):
+        code = train.main(["--config", str(config), "--out", str(run), "--device", "cpu", "--pretrained", "tiny-clip"])
+    assert code == 0
+    assert (run / "last.safetensors").is_file()
+    assert '"pretrained": "tiny-clip"' in (run / "config.json").read_text(encoding="utf-8")

@@ -78,3 +78,12 @@ def test_get_offline_exits_2_and_names_both_ways() -> None:
     assert "cannot reach" in result.stderr and "clip add FILE" in result.stderr
     unknown = clip("get", "vit-b-99")
     assert unknown.returncode == 2 and "not in the CLIP catalogue" in unknown.stderr
+
+
+def test_errors_are_json_events_for_the_plugin(tmp_path: Path) -> None:
+    gone = clip("remove", "tiny-clip", "--json-progress")
+    event = json.loads(gone.stdout.splitlines()[-1])
+    assert gone.returncode == 2 and event["event"] == "error" and "tiny-clip" in event["message"]
+    missing = clip("add", tmp_path / "nothing.pt", "--arch", "ViT-B-32", "--json-progress")
+    event = json.loads(missing.stdout.splitlines()[-1])
+    assert missing.returncode == 2 and event["kind"] == "InputError" and "no such file" in event["message"]

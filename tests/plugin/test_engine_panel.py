@@ -252,6 +252,12 @@ def test_panel_shows_a_working_engine(monkeypatch: pytest.MonkeyPatch, qgis_app:
     assert dialog.isVisible() and dialog.status is seen[0]
     assert dialog.task is not None and wait_for_task(dialog.task)
     dialog.close()
+    assert panel.clip_button.isEnabled()
+    weights = panel.show_clip_weights()
+    assert weights is not None and weights.isVisible() and weights.python == sys.executable
+    assert weights.task is not None and wait_for_task(weights.task)
+    assert weights.table.rowCount() >= 8
+    weights.close()
     panel.deleteLater()
 
 
@@ -265,6 +271,7 @@ def test_panel_without_engine_shows_the_command_and_installs(
     assert panel.label.text().startswith("⚠") and "Install it with the button below or run:" in panel.label.text()
     assert not panel.command.isHidden() and "-m venv" in panel.command.toPlainText()
     assert panel.install_button.isEnabled() and panel.install_button.text() == "Install backend"
+    assert not panel.clip_button.isEnabled() and panel.show_clip_weights() is None
 
     plan, venv = tiny_plan(tmp_path)
     task = panel.start_install(plan, installer.venv_python(venv), venv)

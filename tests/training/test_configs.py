@@ -37,7 +37,7 @@ SCHEDULE: dict[tuple[str, str], tuple[int, float, bool, int]] = {
     ("vit-b16", "sysu-cd"): (20_000, 3e-5, True, 500),
 }
 BATCH = {"rn50": (20, 40), "vit-b16": (12, 24)}  # per GPU, effective (2 GPUs)
-CLIP_FILE = {"rn50": "RN50.pt", "vit-b16": "ViT-B-16.pt"}
+CLIP_FILE = {"rn50": "openai-rn50", "vit-b16": "openai-vit-b-16"}
 #: The test split and protocol the paper scores each dataset with.
 TEST = {
     "levir-cd": ("levir-cd", "changeclip-merge"),
@@ -136,7 +136,7 @@ def test_header_commands_match_the_config(name: str) -> None:
     assert _option(train, "--config") == f"training/configs/{name}.yaml"
     assert _option(train, "--data-root") == "$DATA"
     assert _option(train, "--pretrained") == CLIP_FILE[backbone]
-    assert _option(train, "--miner-pretrained") == "ViT-B-16.pt"
+    assert _option(train, "--miner-pretrained") == "openai-vit-b-16"
     (source,) = config.data.train
     mine = commands["training.mine_prompts"]
     assert _option(mine, "--data-root") == f"$DATA/{source.root}"

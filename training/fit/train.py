@@ -3,7 +3,7 @@ r"""Train a change model: ``python -m training.train --config training/configs/<
 ::
 
     python -m training.train --config training/configs/changeclip-rn50-levir-cd.yaml \\
-        --data-root /data/LEVIR-CD-256 --pretrained RN50.pt train.iterations=100
+        --data-root /data/LEVIR-CD-256 --pretrained openai-rn50 train.iterations=100
     torchrun --nproc-per-node 2 -m training.train --config ...      # DistributedDataParallel
 
 One iteration: ``accumulate`` micro-batches of random crops (read on the data loader, augmented
