@@ -26,6 +26,10 @@ def check_tta(mode: str, choices: tuple[str, ...] = TTA_MODES) -> str:
     return mode
 
 
+#: Which labelled polygons the prompts keep (``backend.labels.stage``): those whose after class is a
+#: prompt (something appeared), whose before class is (something disappeared), or either.
+PROMPT_MATCHES = ("appeared", "disappeared", "either")
+
 #: How raw values become the model's input (``backend.raster.transform``, ``backend.raster.radiometry``).
 STRETCH_CHOICES = ("auto", "percentile", "none", "sentinel-2", "landsat")
 
@@ -66,6 +70,12 @@ class DetectParams:
         tta: Test-time augmentation: "none", "flips" (4 passes), "d4" (8 passes), or "model": the model
             card's choice (``ModelCard.tta``); see backend.inference.tta.
         write_preview: Also write preview.png (before | after | change overlay).
+        labels: Label each change polygon "before → after" with CLIP (``backend.labels``) when CLIP
+            weights are present.
+        clip: The CLIP weights that label: a catalogue name or one given to ``clip add``; None takes
+            the preferred weights present.
+        prompt_match: With prompts, keep the polygons whose after class ("appeared"), before class
+            ("disappeared") or either class ("either") is a prompt.
         probability_dtype: probability.tif as uint8 (round(p * 255)) or float16 (p itself).
     """
 
@@ -89,6 +99,9 @@ class DetectParams:
     tta: str = "model"
     write_preview: bool = True
     probability_dtype: ProbabilityDtype = "uint8"
+    labels: bool = True
+    clip: str | None = None
+    prompt_match: str = "appeared"
 
     def __post_init__(self) -> None:
         """Refuse values that cannot work, naming the value and the fix."""
@@ -132,6 +145,10 @@ class DetectParams:
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise InputError(f"device={self.device!r} is not one of auto, cpu, cuda, mps.")
         check_tta(self.tta, TTA_CHOICES)
+        if self.prompt_match not in PROMPT_MATCHES:
+            raise InputError(f"prompt_match={self.prompt_match!r} is not one of {', '.join(PROMPT_MATCHES)}.")
+        if self.clip is not None and not self.labels:
+            raise InputError(f"clip={self.clip!r} names weights for labels, but labels are off (--no-labels).")
 
     def resolve_tta(self, card_tta: str) -> str:
         """The test-time augmentation to run: the asked mode, or the card's for "model"."""

@@ -174,8 +174,6 @@ def test_json_progress_on_the_real_landsat_pair(tmp_path: Path, samples: Path) -
         out,
         "--min-area",
         "2000",
-        "--prompts",
-        "mine,bare land",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     stream = events(result.stdout)

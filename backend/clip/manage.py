@@ -15,14 +15,14 @@ from backend.clip.catalogue import by_sha256
 from backend.clip.store import ClipWeights, record_file, write_dir
 from backend.download import sha256_of
 from backend.errors import InputError, ModelFileError
-from backend.model.config import clip_spec
+from backend.model.config import ClipSpec, clip_spec
 from backend.model.weights import build_clip, load_clip_weights, read_state_dict
 
 _log = logging.getLogger(__name__)
 
 
-def check_loads(path: Path, arch: str) -> str:
-    """Load ``path`` into ``arch`` (random weights replaced, every tensor checked); return the architecture's name.
+def check_loads(path: Path, arch: str) -> ClipSpec:
+    """Load ``path`` into ``arch`` (random weights replaced, every tensor checked); return the architecture.
 
     Args:
         path: The checkpoint.
@@ -41,7 +41,7 @@ def check_loads(path: Path, arch: str) -> str:
         )
     clip = build_clip(spec)
     load_clip_weights(clip, read_state_dict(path), f"{path.name} as {spec.model}")
-    return spec.model
+    return spec
 
 
 def _default_name(path: Path) -> str:
@@ -80,7 +80,7 @@ def add(file: Path, arch: str | None = None, name: str | None = None) -> ClipWei
             f"{file.name} is not a file of the CLIP catalogue (sha256 {sha}): say which open_clip model it is "
             "with --arch (e.g. --arch ViT-B-32 for RemoteCLIP-ViT-B-32.pt)"
         )
-    arch = check_loads(file, arch)
+    spec = check_loads(file, arch)
     name = name or _default_name(file)
     folder = write_dir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -89,7 +89,7 @@ def add(file: Path, arch: str | None = None, name: str | None = None) -> ClipWei
         dest.unlink(missing_ok=True)
         raise ModelFileError(f"{file} changed while it was copied to {dest}; nothing was added, try again")
     source = "catalogue" if listed is not None else "added"
-    return record_file(name, arch, dest, sha, source, str(file.resolve()))
+    return record_file(name, spec.model, dest, sha, source, str(file.resolve()), spec.cfg)
 
 
 def _place(file: Path, dest: Path) -> bool:

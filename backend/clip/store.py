@@ -26,10 +26,12 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from backend.clip.catalogue import ClipEntry, catalogue
 from backend.download import CancelCheck, ProgressCallback, download, partial_path, sha256_of
 from backend.errors import InputError, ModelFileError
+from backend.model.config import ClipSpec
 
 _log = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ class ClipWeights:
         source: ``"catalogue"`` (fetched by ``clip get``) or ``"added"`` (``clip add``).
         origin: The URL it came from, or the file it was added from.
         size: Bytes, and ``mtime_ns``: its modification time, both when the hash was checked.
+        arch_cfg: The inline open_clip config of a file added with ``--arch CONFIG.json`` (``arch`` is
+            then the config file's stem); None for open_clip's own architectures.
     """
 
     name: str
@@ -60,6 +64,12 @@ class ClipWeights:
     origin: str
     size: int
     mtime_ns: int
+    arch_cfg: dict[str, Any] | None = None
+
+    @property
+    def spec(self) -> ClipSpec:
+        """The open_clip model these weights load into."""
+        return ClipSpec(model=self.arch, cfg=self.arch_cfg)
 
 
 def _user_cache() -> Path:
@@ -130,6 +140,7 @@ def _from_record(folder: Path, name: str, record: dict[str, object]) -> ClipWeig
             origin=str(record["origin"]),
             size=int(str(record["size"])),
             mtime_ns=int(str(record["mtime_ns"])),
+            arch_cfg=record["arch_cfg"] if isinstance(record.get("arch_cfg"), dict) else None,  # type: ignore[arg-type]
         )
     except (KeyError, ValueError):
         _log.warning("ignoring the record %r in %s: a field is missing", name, folder / REGISTRY_FILE)
@@ -158,10 +169,18 @@ def register(folder: Path, weights: ClipWeights) -> ClipWeights:
     return weights
 
 
-def record_file(name: str, arch: str, path: Path, sha256: str, source: str, origin: str) -> ClipWeights:
+def record_file(
+    name: str,
+    arch: str,
+    path: Path,
+    sha256: str,
+    source: str,
+    origin: str,
+    arch_cfg: dict[str, Any] | None = None,
+) -> ClipWeights:
     """Register the checked file ``path`` (inside one of the folders) under ``name``."""
     stat = path.stat()
-    weights = ClipWeights(name, arch, path, sha256, source, origin, stat.st_size, stat.st_mtime_ns)
+    weights = ClipWeights(name, arch, path, sha256, source, origin, stat.st_size, stat.st_mtime_ns, arch_cfg)
     return register(path.parent, weights)
 
 
@@ -176,7 +195,9 @@ def verify(weights: ClipWeights) -> ClipWeights:
         return weights
     actual = sha256_of(weights.path)
     if actual == weights.sha256:
-        return record_file(weights.name, weights.arch, weights.path, actual, weights.source, weights.origin)
+        return record_file(
+            weights.name, weights.arch, weights.path, actual, weights.source, weights.origin, weights.arch_cfg
+        )
     weights.path.unlink(missing_ok=True)
     _forget(weights.path.parent, weights.name)
     raise ModelFileError(

@@ -20,7 +20,7 @@ from types import FrameType
 from backend import __version__
 from backend.commands.report import ProgressBar, emit, json_progress
 from backend.errors import CanceledError, ClipCDError
-from backend.params import STRETCH_CHOICES, TTA_CHOICES
+from backend.params import PROMPT_MATCHES, STRETCH_CHOICES, TTA_CHOICES
 
 _log = logging.getLogger("backend")
 
@@ -39,7 +39,24 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--after", type=Path, required=True, help="raster of the later date")
     detect.add_argument("--out", type=Path, required=True, help="output folder")
     detect.add_argument("--model", type=Path, help="model file (.safetensors); default: the shipped model")
-    detect.add_argument("--prompts", default="", help='class names to look for, e.g. "building,road"')
+    detect.add_argument(
+        "--prompts",
+        default="",
+        help='class names to look for, e.g. "building,road": the polygons CLIP labels so are kept (see --prompt-match)',
+    )
+    detect.add_argument(
+        "--prompt-match",
+        default="appeared",
+        choices=PROMPT_MATCHES,
+        help="with --prompts, keep the polygons whose after class (appeared, the default), before class "
+        "(disappeared) or either class is a prompt",
+    )
+    detect.add_argument(
+        "--clip",
+        metavar="NAME",
+        help="CLIP weights that label each polygon (python -m backend clip list); default: the best present",
+    )
+    detect.add_argument("--no-labels", action="store_true", help="do not label the polygons with CLIP")
     detect.add_argument("--threshold", type=float, help="change probability threshold in [0, 1] (default: card)")
     detect.add_argument("--min-area", type=float, default=0.0, help="drop polygons smaller than this (m²)")
     detect.add_argument("--simplify", type=float, default=0.0, help="simplification tolerance in CRS units")
@@ -151,6 +168,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         tta=args.tta,
         write_preview=not args.no_preview,
         probability_dtype=args.probability_dtype,
+        labels=not args.no_labels,
+        clip=args.clip,
+        prompt_match=args.prompt_match,
     )
     cancel = _install_cancel_handlers()
     if args.json_progress:
@@ -176,6 +196,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
                 "device": result.device,
                 "model": result.model,
                 "threshold": result.threshold,
+                "labels": result.labels,
+                "labelled_with": result.labelled_with,
+                "dropped_by_prompts": result.dropped,
             }
         )
     else:

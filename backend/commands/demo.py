@@ -26,6 +26,7 @@ from backend.commands.synthetic import generate_pair
 from backend.inference import model_source
 from backend.inference.pipeline import DetectResult, detect
 from backend.inference.predict import select_device
+from backend.labels.labeller import SUGGESTED, choose_weights
 from backend.params import DetectParams
 from backend.raster.stack import stack_bands
 
@@ -97,17 +98,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # each pair gets the shipped model that fits its pixel size (the log says which and why); --model overrides
     loaded = model_source.resolve(args.model, select_device(args.device)) if args.model else None
+    labelled = choose_weights(None) is not None  # the shipped models have no text side: prompts act through labels
+    if not labelled:
+        _log.info("no CLIP weights: the demo runs without prompts or labels (python -m backend clip get %s)", SUGGESTED)
+
+    def prompts(*names: str) -> tuple[str, ...]:
+        return names if labelled else ()
+
     runs: list[tuple[str, DetectResult]] = []
     pair = generate_pair(args.out / "synthetic" / "inputs", size=args.size)
     runs.append(
-        ("synthetic", _run(pair.before, pair.after, args.out / "synthetic", args, loaded, ("building", "road")))
+        ("synthetic", _run(pair.before, pair.after, args.out / "synthetic", args, loaded, prompts("building", "road")))
     )
 
     samples = samples_dir()
     landsat = samples / "landsat-pair" if samples else None
     if landsat and (landsat / "LS20010525.tif").exists():
         result = _run(
-            landsat / "LS20010525.tif", landsat / "LS20010626.tif", args.out / "landsat", args, loaded, ("mine",)
+            landsat / "LS20010525.tif", landsat / "LS20010626.tif", args.out / "landsat", args, loaded, prompts("mine")
         )
         runs.append(("landsat", result))
     else:
@@ -115,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     levir = levir_geotiffs(samples, "test_1", args.out / "levir-cd" / "inputs") if samples else None
     if levir is not None:
         _log.info("LEVIR-CD test_1 written as GeoTIFFs with an ILLUSTRATIVE georeference (%s)", ILLUSTRATIVE_CRS)
-        runs.append(("levir-cd", _run(levir[0], levir[1], args.out / "levir-cd", args, loaded, ("building",))))
+        runs.append(("levir-cd", _run(levir[0], levir[1], args.out / "levir-cd", args, loaded, prompts("building"))))
     saclay = samples / "oscd-release" / "saclay_w" if samples else None
     if saclay is not None and (saclay / "imgs_1").is_dir():
         inputs = args.out / "saclay_w" / "inputs"

@@ -1,7 +1,8 @@
 """One detection run, end to end: two rasters in, change rasters and polygons out.
 
 Stages run in one direction: ``raster.io`` -> ``tiling`` -> ``predict`` -> ``outputs``
-(``stitch`` -> ``write`` -> ``vectorize`` -> ``preview``). Every output is first written into a hidden staging folder
+(``stitch`` -> ``write`` -> ``vectorize`` -> ``preview``) -> ``labels`` (CLIP names each polygon's
+before and after, when CLIP weights are present). Every output is first written into a hidden staging folder
 inside the output folder and moved into place only when the whole run succeeded, so an
 error or a cancel never leaves a half-written or mixed set of files behind.
 """
@@ -24,6 +25,8 @@ from backend.inference import model_source
 from backend.inference.predict import Predictor, select_device
 from backend.inference.tiling import tile_grid
 from backend.inference.tta import PASSES
+from backend.labels.labeller import Labeller, plan_labels
+from backend.labels.stage import label_changes
 from backend.model import ModelCard
 from backend.outputs.preview import PreviewSampler, write_preview
 from backend.outputs.stitch import Stitcher, to_mask
@@ -56,12 +59,20 @@ class DetectResult:
     threshold: float
     grid_size: tuple[int, int]
     pixel_size_m: PixelSize | None = None
+    labels: dict[str, int] | None = None
+    labelled_with: str | None = None
+    dropped: int = 0
 
     def summary(self) -> str:
         """One human-readable paragraph for the end of a CLI run."""
         hectares = self.changed_area_m2 / 10_000
+        labels = ""
+        if self.labels is not None:
+            top = ", ".join(f"{label} ({count})" for label, count in list(self.labels.items())[:3])
+            dropped = f", {self.dropped} dropped by the prompts" if self.dropped else ""
+            labels = f"labels by {self.labelled_with}: {top or 'none'}{dropped}; "
         return (
-            f"{self.polygons} change polygons, {self.changed_area_m2:,.0f} m² ({hectares:,.2f} ha) changed; "
+            f"{self.polygons} change polygons, {self.changed_area_m2:,.0f} m² ({hectares:,.2f} ha) changed; {labels}"
             f"pixels {describe_pixel_size(self.pixel_size_m)}; "
             f"{self.tiles} tiles in {self.seconds:.1f} s ({self.tiles_per_second:.1f} tiles/s on {self.device}); "
             f"model: {self.model}; threshold {self.threshold:g}; outputs in {self.outputs['mask'].parent}"
@@ -73,11 +84,13 @@ def detect(
     progress: ProgressFn = no_progress,
     is_canceled: CancelFn = never_canceled,
     loaded: model_source.LoadedModel | None = None,
+    labeller: Labeller | None = None,
 ) -> DetectResult:
     """Detect change between ``params.before`` and ``params.after``.
 
     ``loaded`` runs an already loaded model instead of ``params.model`` (tests, benchmarks,
-    and the plugin when it keeps a model in memory between runs).
+    and the plugin when it keeps a model in memory between runs); ``labeller`` labels with that
+    CLIP instead of the weights ``params`` names or finds (tests).
 
     Raises:
         ClipCDError: on bad input (the message names the value and the fix), or
@@ -87,6 +100,8 @@ def detect(
     device = select_device(params.device)
     model_path = params.model if loaded is not None else model_source.choose(params.model, params.before)
     known = loaded.card if loaded is not None else model_source.peek_card(model_path)
+    accepts_prompts = bool((getattr(known, "config", None) or {}).get("accepts_prompts", True))
+    labeller = labeller or plan_labels(params, accepts_prompts, device)  # refuses before any work
     with (
         rasterio.Env(GDAL_CACHEMAX=io.block_cache_bytes([params.before, params.after], params.tile or 256)),
         io.RasterPair(
@@ -125,7 +140,8 @@ def detect(
         staging, created = _make_staging(params.out_dir)
         try:
             progress(0.0, f"{len(tiles)} tiles on {device}")
-            predictor = Predictor(loaded.model, card.mean, card.std, device, params.batch_size, params.prompts, tta=tta)
+            prompts = params.prompts if accepts_prompts else ()  # otherwise they act through the labels
+            predictor = Predictor(loaded.model, card.mean, card.std, device, params.batch_size, prompts, tta=tta)
             with (
                 probability_writer(staging / "probability.tif", grid, params.probability_dtype) as prob_out,
                 mask_writer(staging / "mask.tif", grid) as mask_out,
@@ -148,9 +164,20 @@ def detect(
                 min_area=params.min_area,
                 simplify=params.simplify,
                 cleanup=params.cleanup,
-                progress=scaled(progress, 0.85, 0.98),
+                progress=scaled(progress, 0.85, 0.9 if labeller else 0.98),
                 is_canceled=is_canceled,
             )
+            labelled = None
+            if labeller is not None:
+                labelled = label_changes(
+                    staging / "changes.gpkg",
+                    pair,
+                    labeller,
+                    params.prompts,
+                    params.prompt_match,
+                    progress=scaled(progress, 0.9, 0.98),
+                    is_canceled=is_canceled,
+                )
             if params.write_preview:
                 write_preview(sampler, staging / "preview.png")
             check_canceled(is_canceled)
@@ -164,8 +191,8 @@ def detect(
     progress(1.0, "done")
     return DetectResult(
         outputs=outputs,
-        polygons=vectors.count,
-        changed_area_m2=vectors.area_m2,
+        polygons=labelled.kept if labelled else vectors.count,
+        changed_area_m2=labelled.area_m2 if labelled else vectors.area_m2,
         seconds=time.perf_counter() - started,
         tiles=stats.tiles,
         tiles_per_second=stats.tiles_per_second,
@@ -174,6 +201,9 @@ def detect(
         threshold=threshold,
         grid_size=(grid.width, grid.height),
         pixel_size_m=pair.pixel_size_m,
+        labels=labelled.per_label if labelled else None,
+        labelled_with=labelled.source if labelled else None,
+        dropped=labelled.dropped if labelled else 0,
     )
 
 
