@@ -12,6 +12,8 @@ from dataclasses import dataclass
 DEVICES = ("auto", "cpu", "cuda")
 #: ``backend detect --tta``: the model card's choice, one pass, 4 mirrored, 8 turned and mirrored passes.
 TTA_MODES = ("model", "none", "flips", "d4")
+#: ``backend detect --prompt-match``: the polygons whose after class, before class or either class is a prompt.
+PROMPT_MATCHES = ("appeared", "disappeared", "either")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class RunParams:
             None lets the engine choose by the rasters' band names.
         tta: Test-time augmentation, one of :data:`TTA_MODES` (more accurate, 4x or 8x slower); "model"
             runs what the model card names.
+        prompt_match: Which CLIP-labelled polygons the prompts keep, one of :data:`PROMPT_MATCHES`.
+        labels: Label the polygons with CLIP when CLIP weights are present.
     """
 
     before: str
@@ -45,6 +49,8 @@ class RunParams:
     extent: tuple[float, float, float, float] | None = None
     bands: tuple[int | str, ...] | None = None
     tta: str = "model"
+    prompt_match: str = "appeared"
+    labels: bool = True
 
     def to_argv(self) -> list[str]:
         """The ``detect`` options for these parameters (without ``--json-progress``)."""
@@ -53,6 +59,10 @@ class RunParams:
             argv += ["--model", self.model]
         if self.prompts:
             argv += ["--prompts", ",".join(self.prompts)]
+            if self.prompt_match != "appeared":
+                argv += ["--prompt-match", self.prompt_match]
+        if not self.labels:
+            argv.append("--no-labels")
         if self.threshold is not None:
             argv += ["--threshold", repr(float(self.threshold))]
         if self.min_area:

@@ -36,6 +36,17 @@ from backend.model.config import ClipSpec
 _log = logging.getLogger(__name__)
 
 DIR_ENV = "CLIPCD_CLIP_DIR"
+#: Which present weights label a run by default: remote-sensing CLIPs first, larger first.
+PREFERRED = (
+    "remoteclip-vit-l-14",
+    "remoteclip-vit-b-32",
+    "georsclip-vit-b-32",
+    "openai-vit-l-14",
+    "openai-vit-b-16",
+    "openai-vit-b-32",
+    "remoteclip-rn50",
+    "openai-rn50",
+)
 PROFILE_ENV = "CLIPCD_QGIS_PROFILE"
 REGISTRY_FILE = "registry.json"
 
@@ -244,6 +255,15 @@ def find(name: str) -> ClipWeights | None:
     """The checked weights called ``name`` on this computer, or None."""
     weights = installed().get(name)
     return verify(weights) if weights is not None else None
+
+
+def preferred() -> ClipWeights | None:
+    """The present weights that label runs by default: the first of :data:`PREFERRED`, else the first added."""
+    present = installed()
+    for name in (*PREFERRED, *sorted(present)):
+        if name in present:
+            return find(name)
+    return None
 
 
 def fetch(

@@ -60,7 +60,12 @@ def rows() -> list[dict[str, Any]]:
 def cmd_list(args: argparse.Namespace) -> int:
     """Print the catalogue and the added files, whether each is present, and the folders searched."""
     table = rows()
-    folders = {"writes_to": str(store.write_dir()), "searched": [str(p) for p in store.search_dirs()]}
+    labeller = store.preferred()
+    folders: dict[str, Any] = {
+        "writes_to": str(store.write_dir()),
+        "searched": [str(p) for p in store.search_dirs()],
+        "labels_with": labeller.name if labeller else None,
+    }
     if args.json_progress:
         emit({"event": "done", "weights": table, **folders})
         return 0

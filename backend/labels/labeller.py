@@ -25,17 +25,6 @@ _log = logging.getLogger(__name__)
 ARROW = " → "
 #: The weights messages suggest: OpenAI's ViT-B/16, whose sha256 its publisher gives.
 SUGGESTED = "openai-vit-b-16"
-#: Which present CLIP weights label a run by default: remote-sensing CLIPs first, larger first.
-PREFERRED = (
-    "remoteclip-vit-l-14",
-    "remoteclip-vit-b-32",
-    "georsclip-vit-b-32",
-    "openai-vit-l-14",
-    "openai-vit-b-16",
-    "openai-vit-b-32",
-    "remoteclip-rn50",
-    "openai-rn50",
-)
 
 
 class ImageTextModel(Protocol):
@@ -131,8 +120,8 @@ class Labeller:
 def choose_weights(name: str | None) -> store.ClipWeights | None:
     """The CLIP weights a run labels with: ``name``, else the preferred weights present, else None.
 
-    ``name`` is a catalogue name or one given to ``clip add``; without it, :data:`PREFERRED` in
-    order, then any added weights.
+    ``name`` is a catalogue name or one given to ``clip add``; without it,
+    :func:`backend.clip.store.preferred` decides.
 
     Raises:
         ModelFileError: ``name`` is given and not on this computer (the message names ``clip get``
@@ -143,11 +132,7 @@ def choose_weights(name: str | None) -> store.ClipWeights | None:
         if found is None:
             raise store.missing_error(name)
         return found
-    present = store.installed()
-    for preferred in (*PREFERRED, *sorted(present)):
-        if preferred in present:
-            return store.find(preferred)
-    return None
+    return store.preferred()
 
 
 def open_labeller(weights: store.ClipWeights, prompts: Sequence[str], device: torch.device | str) -> Labeller:

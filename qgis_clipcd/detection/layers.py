@@ -5,9 +5,11 @@ Runs on the main thread only (``DetectTask.finished``): it touches the project.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from qgis.core import (
+    QgsCategorizedSymbolRenderer,
     QgsColorRampShader,
     QgsEditorWidgetSetup,
     QgsFillSymbol,
@@ -15,6 +17,7 @@ from qgis.core import (
     QgsProject,
     QgsRasterLayer,
     QgsRasterShader,
+    QgsRendererCategory,
     QgsSingleBandPseudoColorRenderer,
     QgsSingleSymbolRenderer,
     QgsVectorLayer,
@@ -23,27 +26,60 @@ from qgis.PyQt.QtGui import QColor
 
 #: Field name -> label shown in the attribute table and the identify/form view.
 ALIASES = {"area_m2": "Area (m²)", "mean_prob": "Confidence", "max_prob": "Peak confidence"}
+#: The CLIP label fields (present when the engine had CLIP weights) -> their labels.
+LABEL_ALIASES = {
+    "label": "What changed",
+    "class_before": "Before",
+    "class_after": "After",
+    "score_before": "Before (CLIP probability)",
+    "score_after": "After (CLIP probability)",
+}
 
 CHANGE_FILL = "255,64,0,90"  # semi-transparent orange
 CHANGE_OUTLINE = "230,40,0,255"
+#: The most frequent labels get these colours (ColorBrewer Set1, semi-transparent); the rest are grey.
+LABEL_COLOURS = ("228,26,28", "55,126,184", "77,175,74", "152,78,163", "255,127,0", "166,86,40", "247,129,191")
+OTHER_COLOUR = "150,150,150"
 
 
 def style_changes(layer: QgsVectorLayer) -> None:
-    """Semi-transparent fill with a solid outline; aliases and two-decimal number widgets."""
-    symbol = QgsFillSymbol.createSimple(
-        {"color": CHANGE_FILL, "outline_color": CHANGE_OUTLINE, "outline_width": "0.5", "outline_style": "solid"}
-    )
-    layer.setRenderer(QgsSingleSymbolRenderer(symbol))
+    """Fill by label when CLIP labelled the changes (else one orange fill); aliases and two-decimal widgets."""
     fields = layer.fields()
+    if fields.indexOf("label") >= 0:
+        layer.setRenderer(_label_renderer(layer))
+    else:
+        layer.setRenderer(QgsSingleSymbolRenderer(_fill(CHANGE_FILL, CHANGE_OUTLINE)))
     for name, alias in ALIASES.items():
         index = fields.indexOf(name)
         if index >= 0:
             layer.setFieldAlias(index, alias)
             layer.setEditorWidgetSetup(index, QgsEditorWidgetSetup("Range", {"Precision": 2}))
-    layer.setDisplayExpression(
-        "'Area ' || format_number(\"area_m2\", 0) || ' m², confidence ' || format_number(\"mean_prob\", 2)"
-    )
+    for name, alias in LABEL_ALIASES.items():
+        index = fields.indexOf(name)
+        if index >= 0:
+            layer.setFieldAlias(index, alias)
+    area = "'Area ' || format_number(\"area_m2\", 0) || ' m², confidence ' || format_number(\"mean_prob\", 2)"
+    layer.setDisplayExpression(f"\"label\" || ', ' || {area}" if fields.indexOf("label") >= 0 else area)
     layer.triggerRepaint()
+
+
+def _fill(colour: str, outline: str) -> QgsFillSymbol:
+    return QgsFillSymbol.createSimple(
+        {"color": colour, "outline_color": outline, "outline_width": "0.5", "outline_style": "solid"}
+    )
+
+
+def _label_renderer(layer: QgsVectorLayer) -> QgsCategorizedSymbolRenderer:
+    """One category per label, most frequent first: changed labels coloured, the rest and "no change" labels grey."""
+    counts = Counter(str(feature["label"]) for feature in layer.getFeatures())
+    changed = [label for label, _ in counts.most_common() if "→" in label]
+    coloured = dict(zip(changed, LABEL_COLOURS, strict=False))
+    categories = []
+    for label, count in counts.most_common():
+        colour = coloured.get(label, OTHER_COLOUR)
+        symbol = _fill(f"{colour},110", f"{colour},255")
+        categories.append(QgsRendererCategory(label, symbol, f"{label} ({count})"))
+    return QgsCategorizedSymbolRenderer("label", categories)
 
 
 def style_probability(layer: QgsRasterLayer) -> None:

@@ -7,7 +7,7 @@ dialog stays usable (and closable) while it runs and refreshes the list when it 
 from __future__ import annotations
 
 from qgis.core import QgsApplication
-from qgis.PyQt.QtCore import Qt, pyqtSlot
+from qgis.PyQt.QtCore import Qt, pyqtSignal, pyqtSlot
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -35,11 +35,15 @@ COMMON_ARCHS = ("", "ViT-B-32", "ViT-B-16", "ViT-L-14", "RN50", "ViT-B-32-quickg
 class ClipWeightsDialog(QDialog):  # type: ignore[misc]
     """Lists the CLIP catalogue and the added files; downloads, adds and removes through the engine.
 
+    ``listed`` carries, after every listing, the name of the weights the engine labels with (or None).
+
     Args:
         python: The engine's Python.
         parent: The parent widget.
         start: List the weights now (tests may call :meth:`refresh` themselves).
     """
+
+    listed = pyqtSignal(object)
 
     def __init__(self, python: str, parent: QWidget | None = None, *, start: bool = True) -> None:
         super().__init__(parent)
@@ -159,8 +163,8 @@ class ClipWeightsDialog(QDialog):  # type: ignore[misc]
     def _start(self, action: str, *args: str) -> ClipTask:
         task = ClipTask(self.python, action, *args)
         self.task = task
-        task.done.connect(lambda result, t=task: self._done(t, result))
-        task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
+        task.done.connect(self._done)  # bound slots: disconnected if the dialog goes first
+        task.progressChanged.connect(self._progress)
         busy = {
             "list": "Listing the CLIP weights…",
             "get": f"Downloading {args[0] if args else ''}…",
@@ -175,8 +179,14 @@ class ClipWeightsDialog(QDialog):  # type: ignore[misc]
         QgsApplication.taskManager().addTask(task)
         return task
 
-    def _done(self, task: ClipTask, result: WorkerResult) -> None:
-        if task is not self.task:
+    @pyqtSlot(float)  # type: ignore[misc, untyped-decorator]
+    def _progress(self, value: float) -> None:
+        self.progress.setValue(int(value))
+
+    @pyqtSlot(object)  # type: ignore[misc, untyped-decorator]
+    def _done(self, result: WorkerResult) -> None:
+        task = self.sender()
+        if task is not self.task or not isinstance(task, ClipTask):
             return
         self.task = None
         self.progress.setVisible(False)
@@ -187,6 +197,7 @@ class ClipWeightsDialog(QDialog):  # type: ignore[misc]
                 present = sum(row.present for row in task.rows)
                 folder = result.summary.get("writes_to", "")
                 line = f"{present} of {len(task.rows)} present; files go to {folder}"
+                self.listed.emit(result.summary.get("labels_with"))
                 self.status.setText(f"{self.last_message}\n{line}" if self.last_message else line)
             else:
                 self.status.setText(f"Could not list the CLIP weights: {result.message}")

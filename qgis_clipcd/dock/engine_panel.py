@@ -30,6 +30,8 @@ from qgis_clipcd.engine import installer
 from qgis_clipcd.engine.check import EngineCheckTask, EngineStatus
 from qgis_clipcd.engine.install_task import InstallTask
 from qgis_clipcd.engine.pip_run import InstallResult
+from qgis_clipcd.engine.worker import WorkerResult
+from qgis_clipcd.models.clip_weights import ClipTask
 
 CHECKING = "Engine: checking…"
 
@@ -44,6 +46,9 @@ class EnginePanel(QWidget):  # type: ignore[misc]
 
     #: Emitted with the EngineStatus after each check (main thread).
     statusChanged = pyqtSignal(object)
+    #: Emitted with the name of the CLIP weights the engine labels with (None: none present), after
+    #: each working check and each listing in the CLIP weights dialog.
+    clipChanged = pyqtSignal(object)
 
     def __init__(self, parent: QWidget | None = None, *, start: bool = True) -> None:
         super().__init__(parent)
@@ -54,6 +59,7 @@ class EnginePanel(QWidget):  # type: ignore[misc]
         self.install_task: InstallTask | None = None
         self.dialog: DiagnosticsDialog | None = None
         self.clip_dialog: ClipWeightsDialog | None = None
+        self.clip_task: ClipTask | None = None
         self._build()
         if start:
             self.refresh()
@@ -132,6 +138,8 @@ class EnginePanel(QWidget):  # type: ignore[misc]
         self.command.setVisible(not status.ok and bool(status.fix))
         self._update_buttons()
         self.statusChanged.emit(status)
+        if status.ok:
+            self.list_clip()
 
     def _update_buttons(self) -> None:
         busy = self.check_task is not None or self.install_task is not None
@@ -253,5 +261,21 @@ class EnginePanel(QWidget):  # type: ignore[misc]
             self.clip_dialog.close()
             self.clip_dialog.deleteLater()
         self.clip_dialog = ClipWeightsDialog(self.status.python, self)
+        self.clip_dialog.listed.connect(self.clipChanged.emit)
         self.clip_dialog.show()
         return self.clip_dialog
+
+    def list_clip(self) -> ClipTask | None:
+        """Ask the engine which CLIP weights it labels with (in the background); ``clipChanged`` says."""
+        if self.status is None or not self.status.ok or self.status.python is None:
+            return None
+        task = ClipTask(self.status.python, "list")
+        task.done.connect(self._clip_listed)  # a bound slot: disconnected if the panel goes first
+        self.clip_task = task
+        QgsApplication.taskManager().addTask(task)
+        return task
+
+    @pyqtSlot(object)  # type: ignore[misc, untyped-decorator]
+    def _clip_listed(self, result: WorkerResult) -> None:
+        self.clip_task = None
+        self.clipChanged.emit(result.summary.get("labels_with") if result.ok else None)

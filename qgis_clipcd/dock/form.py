@@ -32,6 +32,7 @@ from qgis_clipcd.detection.pixel_size import describe, layer_pixel_size_m
 from qgis_clipcd.dock import remembered
 from qgis_clipcd.dock.band_picker import BandPicker
 from qgis_clipcd.dock.fields import PROJECT_SCOPE, polygon_filter, raster_filter
+from qgis_clipcd.dock.prompting import MATCH_LABELS, prompts_note, prompts_usable
 from qgis_clipcd.models import card as cards
 from qgis_clipcd.models.choice import ModelChoice, choose_model
 from qgis_clipcd.params import DEVICES, split_prompts
@@ -60,6 +61,7 @@ class InputsForm(QWidget):  # type: ignore[misc]
         self.before.layerChanged.connect(self._show_pixel_size)
         self.after.layerChanged.connect(self._show_pixel_size)
         self.auto_prompts.toggled.connect(self._prompts_state)
+        self.prompt_match.currentIndexChanged.connect(self._prompts_state)
         self.vocabulary.activated.connect(self._add_class)
         self.extent_mode.currentIndexChanged.connect(self._extent_state)
         self.model.fileChanged.connect(self.model_changed)
@@ -85,6 +87,13 @@ class InputsForm(QWidget):  # type: ignore[misc]
         self.prompts = QLineEdit(self)
         self.prompts.setPlaceholderText("building, road (comma separated)")
         self.vocabulary = QComboBox(self)
+        self.prompt_match = QComboBox(self)
+        for key, label in MATCH_LABELS.items():
+            self.prompt_match.addItem(label, key)
+        self.prompt_match.setToolTip(
+            "Which CLIP-labelled changes the prompts keep: by the after date, the before, either"
+        )
+        self.clip: str | None = None  # the CLIP weights the engine labels with (None: none present)
         self.prompts_note = _note(self)
         self.model = QgsFileWidget(self)
         self.model.setFilter("ClipCD model (*.safetensors)")
@@ -131,6 +140,7 @@ class InputsForm(QWidget):  # type: ignore[misc]
             ("Prompts", self.auto_prompts),
             ("", self.prompts),
             ("", self.vocabulary),
+            ("", self.prompt_match),
             ("", self.prompts_note),
             ("Model", self.model),
             ("", self.model_pick),
@@ -184,17 +194,24 @@ class InputsForm(QWidget):  # type: ignore[misc]
         self.vocabulary.addItems([str(name) for name in self.card.get("vocabulary") or []])
         self._prompts_state()
 
+    def set_clip(self, name: str | None) -> None:
+        """The CLIP weights the engine labels with (None: none present); prompts follow."""
+        self.clip = name
+        self._prompts_state()
+
     def _prompts_state(self, *args: Any) -> None:
-        uses = cards.accepts_prompts(self.card) if self.card else True
-        self.auto_prompts.setEnabled(uses)
-        self.prompts.setEnabled(uses and not self.auto_prompts.isChecked())
+        text_side = cards.accepts_prompts(self.card) if self.card else True
+        self.auto_prompts.setEnabled(text_side)
+        automatic = text_side and self.auto_prompts.isChecked()
+        self.prompts.setEnabled(prompts_usable(text_side, self.clip) and not automatic)
         self.vocabulary.setEnabled(self.prompts.isEnabled() and self.vocabulary.count() > 1)
-        if not uses:
-            self.prompts_note.setText("This model does not use prompts: it finds any change.")
-        elif self.auto_prompts.isChecked():
-            self.prompts_note.setText("The model picks class names from each image pair itself.")
-        else:
-            self.prompts_note.setText("")
+        self.prompt_match.setEnabled(self.prompts.isEnabled())
+        self._show_row(self.prompt_match, self.clip is not None)
+        self.prompts_note.setText(prompts_note(text_side, automatic, self.clip, self.match_key()))
+
+    def match_key(self) -> str:
+        """The prompt-match choice: "appeared", "disappeared" or "either"."""
+        return str(self.prompt_match.currentData() or "appeared")
 
     def _add_class(self, index: int) -> None:
         if index <= 0:

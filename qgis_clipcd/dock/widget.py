@@ -51,6 +51,7 @@ class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
         self.cancel_button.clicked.connect(self.cancel)
         self.copy_button.clicked.connect(self.copy_command)
         self.engine.statusChanged.connect(self._engine_checked)
+        self.engine.clipChanged.connect(self.form.set_clip)
         self._check()
 
     def _build(self, check_engine: bool) -> None:
@@ -109,6 +110,7 @@ class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
             out_dir=out_dir or str(Path(tempfile.gettempdir()) / "clipcd"),
             model=self.form.model_path(),
             prompts=self.form.prompt_list(),
+            prompt_match=self.form.match_key(),
             threshold=self.form.threshold_value(),
             min_area=self.form.min_area.value(),
             device=self.form.device_key(),

@@ -46,7 +46,7 @@ from qgis_clipcd.engine.environment import find_python
 from qgis_clipcd.engine.worker import Worker
 from qgis_clipcd.metadata import homepage
 from qgis_clipcd.models.choice import choose_model
-from qgis_clipcd.params import DEVICES, TTA_MODES, RunParams, parse_bands, split_prompts
+from qgis_clipcd.params import DEVICES, PROMPT_MATCHES, TTA_MODES, RunParams, parse_bands, split_prompts
 from qgis_clipcd.processing_provider.model_fetch import fetch_default_model
 
 
@@ -71,7 +71,7 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
 
     BEFORE, AFTER, PROMPTS, AUTO_PROMPTS, MODEL = "BEFORE", "AFTER", "PROMPTS", "AUTO_PROMPTS", "MODEL"
     THRESHOLD, MIN_AREA, DEVICE, EXTENT, BANDS = "THRESHOLD", "MIN_AREA", "DEVICE", "EXTENT", "BANDS"
-    TTA = "TTA"
+    TTA, PROMPT_MATCH = "TTA", "PROMPT_MATCH"
     OUTPUT_POLYGONS, OUTPUT_PROBABILITY = "OUTPUT_POLYGONS", "OUTPUT_PROBABILITY"
     POLYGONS, CHANGED_AREA_M2 = "POLYGONS", "CHANGED_AREA_M2"
 
@@ -87,9 +87,11 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
         """Help shown beside the dialog."""
         return _tr(
             "Compares a before and an after raster with a deep-learning change detection model and writes "
-            "the changed areas as polygons (GeoPackage: area_m2, mean_prob, max_prob), optionally with the "
-            "change probability raster. Prompts name what to look for (e.g. building,road); with automatic "
-            "prompts the model chooses. The model runs in a separate Python with torch (see the plugin's "
+            "the changed areas as polygons (GeoPackage: area_m2, mean_prob, max_prob and, where CLIP weights are "
+            'present, class_before, class_after, score_before, score_after and label: "bare land → building"), '
+            "optionally with the change probability raster. Prompts name what to look for (e.g. building,road): "
+            "CLIP-labelled changes are kept by them, and a model with a text side conditions on them; with "
+            "automatic prompts the model chooses. The model runs in a separate Python with torch (see the plugin's "
             "settings or $CLIPCD_PYTHON)."
         )
 
@@ -119,6 +121,14 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
         self.addParameter(
             QgsProcessingParameterBoolean(self.AUTO_PROMPTS, _tr("Automatic prompts (ignore the prompts above)"), True)
         )
+        match = QgsProcessingParameterEnum(
+            self.PROMPT_MATCH,
+            _tr("Prompts keep the CLIP-labelled changes whose after class (appeared), before class or either is one"),
+            list(PROMPT_MATCHES),
+            defaultValue="appeared",
+        )
+        match.setUsesStaticStrings(True)
+        self.addParameter(match)
         self.addParameter(
             QgsProcessingParameterFile(
                 self.MODEL,
@@ -290,6 +300,7 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
             device=self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto",
             bands=bands,
             tta=self.parameterAsEnumString(parameters, self.TTA, context) or "model",
+            prompt_match=self.parameterAsEnumString(parameters, self.PROMPT_MATCH, context) or "appeared",
         )
 
     def _extent(

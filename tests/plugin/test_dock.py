@@ -96,6 +96,25 @@ def test_prompts_follow_the_model_card(dock: ClipCDDock, tmp_path: Path) -> None
     assert dock.form.threshold.value() == pytest.approx(0.6)
 
 
+def test_clip_weights_make_prompts_filter_any_model(dock: ClipCDDock, tmp_path: Path) -> None:
+    assert not dock.form.prompts.isEnabled() and dock.form.prompt_match.isHidden()  # no text side, no CLIP
+    dock.engine.clipChanged.emit("remoteclip-vit-b-32")  # what the engine says after its check
+    assert dock.form.prompts.isEnabled() and not dock.form.prompt_match.isHidden()
+    note = dock.form.prompts_note.text()
+    assert "CLIP (remoteclip-vit-b-32) labels each change" in note and "that became one are kept" in note
+    dock.form.prompt_match.setCurrentIndex(dock.form.prompt_match.findData("disappeared"))
+    assert "that were one are kept" in dock.form.prompts_note.text()
+    dock.form.prompts.setText("building")
+    before, after = add_rasters(tmp_path)
+    dock.form.before.setLayer(before)
+    dock.form.after.setLayer(after)
+    params = dock.run_params(str(tmp_path / "out"))
+    assert params.prompts == ("building",) and params.prompt_match == "disappeared"
+    assert "--prompt-match disappeared" in " ".join(params.to_argv())
+    dock.engine.clipChanged.emit(None)  # the weights were removed
+    assert not dock.form.prompts.isEnabled() and dock.run_params(str(tmp_path / "out")).prompts == ()
+
+
 def test_run_params_match_the_widgets(dock: ClipCDDock, tmp_path: Path) -> None:
     before, after = add_rasters(tmp_path)
     model = fake_model(tmp_path / "m.safetensors", {"config": {"accepts_prompts": True}, "threshold": 0.4})

@@ -56,3 +56,24 @@ def test_probability_is_optional_and_missing_files_are_skipped(
 def test_run_name_uses_the_output_folder() -> None:
     assert run_name(Path("/tmp/clipcd-abc/")) == "ClipCD — clipcd-abc"
     assert run_name("before → after (12:30)") == "ClipCD — before → after (12:30)"
+
+
+def test_labelled_changes_are_coloured_by_label(tmp_path: Path, qgis_new_project: None) -> None:
+    from qgis_clipcd.detection.layers import LABEL_ALIASES, OTHER_COLOUR
+    from tests.labels.colour_clip import change_model, colour_labeller, colour_pair
+
+    before, after = colour_pair(tmp_path / "pair")
+    params = DetectParams(before=before, after=after, out_dir=tmp_path / "labelled")
+    result = detect(params, loaded=change_model(), labeller=colour_labeller())
+    _, (changes,) = add_results("labelled", {"changes": str(result.outputs["changes"])}, probability=False)
+    renderer = changes.renderer()
+    assert isinstance(renderer, qgis_core.QgsCategorizedSymbolRenderer) and renderer.classAttribute() == "label"
+    colours = {c.value(): c.symbol().color().name() for c in renderer.categories()}
+    assert set(colours) == {"vegetation → building", "water", "building → water"}
+    grey = "#{:02x}{:02x}{:02x}".format(*(int(v) for v in OTHER_COLOUR.split(",")))
+    assert colours["water"] == grey  # both dates agree: likely a false alarm
+    assert grey not in (colours["vegetation → building"], colours["building → water"])
+    assert colours["vegetation → building"] != colours["building → water"]
+    for field, alias in LABEL_ALIASES.items():
+        assert changes.attributeDisplayName(changes.fields().indexOf(field)) == alias
+    assert changes.displayExpression().startswith('"label"')

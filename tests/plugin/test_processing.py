@@ -36,6 +36,7 @@ def test_algorithm_declares_its_parameters(provider: object) -> None:
         "AFTER",
         "PROMPTS",
         "AUTO_PROMPTS",
+        "PROMPT_MATCH",
         "MODEL",
         "THRESHOLD",
         "MIN_AREA",
@@ -48,6 +49,9 @@ def test_algorithm_declares_its_parameters(provider: object) -> None:
     ]
     device = algorithm.parameterDefinition("DEVICE")
     assert device.usesStaticStrings() and device.options() == ["auto", "cpu", "cuda"]
+    match = algorithm.parameterDefinition("PROMPT_MATCH")
+    assert match.usesStaticStrings() and match.options() == ["appeared", "disappeared", "either"]
+    assert match.defaultValue() == "appeared"
     tta = algorithm.parameterDefinition("TTA")
     assert tta.usesStaticStrings() and tta.options() == ["model", "none", "flips", "d4"]
     assert tta.defaultValue() == "model"  # the model card's test-time augmentation
@@ -288,6 +292,7 @@ def test_parameters_become_run_params(tmp_path: Path, provider: object) -> None:
             "EXTENT": extent,
             "BANDS": "3,2,1",
             "TTA": "flips",
+            "PROMPT_MATCH": "either",
         },
         context,
         feedback,
@@ -295,7 +300,8 @@ def test_parameters_become_run_params(tmp_path: Path, provider: object) -> None:
     assert algorithm._failure == ""
     params = algorithm._prepared.params
     assert (params.before, params.after) == (str(before), str(after))
-    assert params.prompts == ("building", "road")
+    assert params.prompts == ("building", "road") and params.prompt_match == "either"
+    assert "--prompt-match" in params.to_argv()
     assert params.min_area == 25 and params.device == "cuda" and params.bands == (3, 2, 1) and params.tta == "flips"
     assert params.threshold is None
     assert params.model == choose_model(None, (10.0, 10.0)).path  # the shipped model picked for 10 m pixels
@@ -308,6 +314,7 @@ def test_parameters_become_run_params(tmp_path: Path, provider: object) -> None:
     )
     auto = algorithm._prepared.params
     assert auto.prompts == () and auto.extent is None and auto.threshold == pytest.approx(0.4)
+    assert auto.prompt_match == "appeared"
 
 
 def test_canceled_feedback_stops_the_run(tmp_path: Path, provider: object) -> None:
