@@ -60,6 +60,13 @@ def _advanced() -> Any:
     return scoped.Advanced if scoped is not None else QgsProcessingParameterDefinition.Flag.FlagAdvanced
 
 
+def _choice(name: str, description: str, options: tuple[str, ...]) -> QgsProcessingParameterEnum:
+    """An enum parameter of fixed strings (stable in scripts and models), defaulting to the first option."""
+    parameter = QgsProcessingParameterEnum(name, _tr(description), list(options), defaultValue=options[0])
+    parameter.setUsesStaticStrings(True)
+    return parameter
+
+
 def _vector_type_polygon() -> Any:
     """``QgsProcessing.SourceType.TypeVectorPolygon`` (scoped in newer sip), else the flat 3.22 name."""
     scoped = getattr(QgsProcessing, "SourceType", None)
@@ -121,14 +128,13 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
         self.addParameter(
             QgsProcessingParameterBoolean(self.AUTO_PROMPTS, _tr("Automatic prompts (ignore the prompts above)"), True)
         )
-        match = QgsProcessingParameterEnum(
-            self.PROMPT_MATCH,
-            _tr("Prompts keep the CLIP-labelled changes whose after class (appeared), before class or either is one"),
-            list(PROMPT_MATCHES),
-            defaultValue="appeared",
+        self.addParameter(
+            _choice(
+                self.PROMPT_MATCH,
+                "Prompts keep the CLIP-labelled changes whose after class (appeared), before class or either is one",
+                PROMPT_MATCHES,
+            )
         )
-        match.setUsesStaticStrings(True)
-        self.addParameter(match)
         self.addParameter(
             QgsProcessingParameterFile(
                 self.MODEL,
@@ -145,16 +151,8 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
         self.addParameter(
             QgsProcessingParameterNumber(self.MIN_AREA, _tr("Minimum polygon area (m²)"), number, 0.0, False, 0.0)
         )
-        device = QgsProcessingParameterEnum(self.DEVICE, _tr("Device"), list(DEVICES), defaultValue="auto")
-        device.setUsesStaticStrings(True)
-        self.addParameter(device)
-        tta = QgsProcessingParameterEnum(
-            self.TTA,
-            _tr("Test-time augmentation (model: the card's; flips: 4x, d4: 8x time)"),
-            list(TTA_MODES),
-            defaultValue="model",
-        )
-        tta.setUsesStaticStrings(True)
+        self.addParameter(_choice(self.DEVICE, "Device", DEVICES))
+        tta = _choice(self.TTA, "Test-time augmentation (model: the card's; flips: 4x, d4: 8x time)", TTA_MODES)
         tta.setFlags(tta.flags() | _advanced())
         self.addParameter(tta)
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, _tr("Extent (empty: the overlap)"), optional=True))

@@ -54,3 +54,30 @@ def wait_for_task(task: Any, timeout: float = 120.0) -> bool:
             break
         time.sleep(0.01)
     return bool(ended)
+
+
+def run_dock(iface: Any, before: Path, after: Path, output: Path, *, threshold: float, min_area: float = 0.0) -> Any:
+    """Run the dock as an analyst would on two raster files (CPU, written to ``output``); the finished dock.
+
+    The layers are added to the project; the dock's remembered model, extent and prompt choice are
+    cleared first so the run is the default one.
+    """
+    from qgis.core import QgsProject, QgsRasterLayer, QgsSettings
+
+    from qgis_clipcd.dock.widget import ClipCDDock
+
+    layers = [QgsRasterLayer(str(path), path.stem) for path in (before, after)]
+    QgsProject.instance().addMapLayers(layers)
+    for key in ("model", "extent", "auto_prompts"):
+        QgsSettings().remove(f"clipcd/{key}")
+    dock = ClipCDDock(iface, check_engine=False)
+    dock.form.before.setLayer(layers[0])
+    dock.form.after.setLayer(layers[1])
+    dock.form.threshold.setValue(threshold)
+    dock.form.min_area.setValue(min_area)
+    dock.form.device.setCurrentIndex(dock.form.device.findData("cpu"))
+    dock.form.output.setFilePath(str(output))
+    dock.start()
+    assert dock.task is not None and wait_for_task(dock.task, timeout=300)
+    assert dock.status.text().startswith("Done"), dock.status.text()
+    return dock

@@ -14,7 +14,7 @@ from backend.clip.manage import add
 from tests.clip.conftest import tiny_arch, tiny_clip
 from tests.conftest import REPO_ROOT
 from tests.labels.colour_clip import colour_pair
-from tests.plugin.helpers import wait_for_task
+from tests.plugin.helpers import run_dock
 from tests.plugin.test_processing import release
 
 qgis_core = pytest.importorskip("qgis.core", reason="QGIS (python3-qgis) is not installed")
@@ -52,8 +52,6 @@ def test_the_dock_and_processing_label_like_the_cli(
 ) -> None:
     import processing
 
-    from qgis_clipcd.dock.widget import ClipCDDock
-
     before, after = pair
     expected = labelled(cli(before, after, tmp_path / "cli"))
     assert expected and all(label for _, label, _ in expected)
@@ -64,19 +62,7 @@ def test_the_dock_and_processing_label_like_the_cli(
     )  # fmt: skip
     assert labelled(result["OUTPUT_POLYGONS"]) == expected
 
-    layers = [qgis_core.QgsRasterLayer(str(path), path.stem) for path in (before, after)]
-    qgis_core.QgsProject.instance().addMapLayers(layers)
-    for key in ("model", "extent", "auto_prompts"):
-        qgis_core.QgsSettings().remove(f"clipcd/{key}")
-    dock = ClipCDDock(qgis_iface, check_engine=False)
-    dock.form.before.setLayer(layers[0])
-    dock.form.after.setLayer(layers[1])
-    dock.form.threshold.setValue(0.01)
-    dock.form.device.setCurrentIndex(dock.form.device.findData("cpu"))
-    dock.form.output.setFilePath(str(tmp_path / "dock.gpkg"))
-    dock.start()
-    assert dock.task is not None and wait_for_task(dock.task, timeout=300)
-    assert dock.status.text().startswith("Done"), dock.status.text()
+    dock = run_dock(qgis_iface, before, after, tmp_path / "dock.gpkg", threshold=0.01)
     assert labelled(tmp_path / "dock.gpkg") == expected
     project_layers = qgis_core.QgsProject.instance().mapLayers().values()
     (changes,) = [layer for layer in project_layers if isinstance(layer, qgis_core.QgsVectorLayer)]

@@ -141,8 +141,7 @@ def test_the_dock_and_processing_give_the_same_polygons(
 ) -> None:
     import processing
 
-    from qgis_clipcd.dock.widget import ClipCDDock
-    from tests.plugin.helpers import wait_for_task
+    from tests.plugin.helpers import run_dock
 
     before, after = write_pair(tmp_path)
     result = processing.run(
@@ -150,20 +149,7 @@ def test_the_dock_and_processing_give_the_same_polygons(
         {"BEFORE": str(before), "AFTER": str(after), "THRESHOLD": 0.01, "DEVICE": "cpu", "MIN_AREA": 10.0,
          "OUTPUT_POLYGONS": str(tmp_path / "processing.gpkg")},
     )  # fmt: skip
-    layers = [qgis_core.QgsRasterLayer(str(path), path.stem) for path in (before, after)]
-    qgis_core.QgsProject.instance().addMapLayers(layers)
-    for key in ("model", "extent", "auto_prompts"):
-        qgis_core.QgsSettings().remove(f"clipcd/{key}")
-    dock = ClipCDDock(qgis_iface, check_engine=False)
-    dock.form.before.setLayer(layers[0])
-    dock.form.after.setLayer(layers[1])
-    dock.form.threshold.setValue(0.01)
-    dock.form.min_area.setValue(10.0)
-    dock.form.device.setCurrentIndex(dock.form.device.findData("cpu"))
-    dock.form.output.setFilePath(str(tmp_path / "dock.gpkg"))
-    dock.start()
-    assert dock.task is not None and wait_for_task(dock.task, timeout=300)
-    assert dock.status.text().startswith("Done"), dock.status.text()
+    dock = run_dock(qgis_iface, before, after, tmp_path / "dock.gpkg", threshold=0.01, min_area=10.0)
     assert geometries(tmp_path / "dock.gpkg") == geometries(result["OUTPUT_POLYGONS"])
     assert len(geometries(tmp_path / "dock.gpkg")) == result["POLYGONS"] >= 1
     release(dock)
