@@ -11,6 +11,7 @@ BENCHMARKS = [
     ("bench.pipeline_bench", "pipeline.json"),
     ("bench.vectorize_bench", "vectorize.json"),
     ("bench.model_figures", "model_figures.json"),
+    ("bench.labels_bench", "labels.json"),
 ]
 
 

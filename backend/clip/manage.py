@@ -39,7 +39,7 @@ def check_loads(path: Path, arch: str) -> ClipSpec:
             f"--arch {arch!r} is not an open_clip model (e.g. ViT-B-32, ViT-B-16-quickgelu, RN50); "
             "`python -c 'import open_clip; print(open_clip.list_models())'` lists them"
         )
-    clip = build_clip(spec)
+    clip = build_clip(spec, init=False)  # every tensor is loaded next
     load_clip_weights(clip, read_state_dict(path), f"{path.name} as {spec.model}")
     return spec
 

@@ -137,7 +137,7 @@ def choose_weights(name: str | None) -> store.ClipWeights | None:
 
 def open_labeller(weights: store.ClipWeights, prompts: Sequence[str], device: torch.device | str) -> Labeller:
     """Build the CLIP of ``weights``, load them, and embed the vocabulary (cached beside the weights)."""
-    clip = build_clip(weights.spec)
+    clip = build_clip(weights.spec, init=False)  # every tensor is loaded next
     load_clip_weights(clip, read_state_dict(weights.path), weights.name)
     clip.eval().to(device)
     size = clip.visual.image_size

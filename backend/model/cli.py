@@ -30,8 +30,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     """Print a model file's card as JSON; exit 2 with a message on stderr when it cannot be read.
 
-    Two readable lines come first: ``range`` (the pixel sizes and sensors it was trained on, or
-    "range unknown") and ``input_bands`` (names and centre wavelengths).
+    Three readable lines come first: ``range`` (the pixel sizes and sensors it was trained on, or
+    "range unknown"), ``input_bands`` (names and centre wavelengths) and ``prompts`` (what prompts
+    do with it and what needs CLIP weights).
 
     Without a file, the default model's card (``args.default_model``, set by the top-level CLI).
     """
@@ -44,9 +45,22 @@ def cmd_info(args: argparse.Namespace) -> int:
     except ClipCDError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    shown = {"range": card.range_text(), "input_bands": card.bands_text(), **json.loads(card.to_json())}
+    shown = {
+        "range": card.range_text(),
+        "input_bands": card.bands_text(),
+        "prompts": prompts_text(card.config),
+        **json.loads(card.to_json()),
+    }
     sys.stdout.write(json.dumps(shown, indent=2) + "\n")
     return 0
+
+
+def prompts_text(config: dict[str, Any]) -> str:
+    """What prompts do with this model, and what needs CLIP weights."""
+    labels = "with CLIP weights (python -m backend clip get openai-vit-b-16) every change is also labelled"
+    if config.get("accepts_prompts", True):
+        return f"the model conditions on prompts; {labels} and prompts keep the matching changes"
+    return f"no text side: prompts act only through CLIP labels, so they need CLIP weights; {labels}"
 
 
 def add_parsers(subparsers: Any) -> None:

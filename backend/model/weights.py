@@ -19,12 +19,14 @@ ChangeCLIP's loaders do; nothing else may differ.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import logging
 import math
 import pickle  # nosec B403
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -44,8 +46,13 @@ _JIT_EXTRAS = ("input_resolution", "context_length", "vocab_size")
 _IMAGE_POSITIONS = ("visual.positional_embedding", "visual.attnpool.positional_embedding")
 
 
-def build_clip(spec: ClipSpec) -> open_clip.CLIP:
-    """Build the open_clip ``CLIP`` for ``spec`` with random weights (the class create_model builds)."""
+def build_clip(spec: ClipSpec, *, init: bool = True) -> open_clip.CLIP:
+    """Build the open_clip ``CLIP`` for ``spec`` with random weights (the class create_model builds).
+
+    ``init=False`` skips the random initialisation (a ViT-B/16 takes most of a second on a CPU)
+    and leaves the parameters' memory as it comes: only for a CLIP whose every tensor is loaded
+    next, which :func:`load_clip_weights` checks.
+    """
     cfg = copy.deepcopy(spec.cfg) if spec.cfg is not None else open_clip.get_model_config(spec.model)
     if cfg is None:
         raise InputError(f"open_clip has no model config {spec.model!r}; see open_clip.list_models()")
@@ -53,7 +60,26 @@ def build_clip(spec: ClipSpec) -> open_clip.CLIP:
     vision, text = cfg.get("vision_cfg", {}), cfg.get("text_cfg", {})
     if unsupported or "timm_model_name" in vision or "hf_model_name" in text:
         raise InputError(f"open_clip model {spec.model!r} is not a plain CLIP (timm/HF/CoCa towers are unsupported)")
-    return open_clip.CLIP(**cfg)
+    if init:
+        return open_clip.CLIP(**cfg)
+    with _no_init():
+        return open_clip.CLIP(**cfg)
+
+
+_INITS = ("normal_", "uniform_", "kaiming_uniform_", "trunc_normal_", "xavier_uniform_", "zeros_", "ones_", "constant_")
+
+
+@contextlib.contextmanager
+def _no_init() -> Iterator[None]:
+    """``torch.nn.init``'s fill functions do nothing inside (each returns its tensor untouched)."""
+    saved = {name: getattr(torch.nn.init, name) for name in _INITS}
+    try:
+        for name in _INITS:
+            setattr(torch.nn.init, name, lambda tensor, *_, **__: tensor)
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(torch.nn.init, name, function)
 
 
 def resolve_weights(spec: ClipSpec, pretrained: str, *, fetch: bool = True) -> Path:

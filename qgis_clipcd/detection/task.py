@@ -173,6 +173,7 @@ class DetectTask(QgsTask):  # type: ignore[misc]
         polygons = result.summary.get("polygons", len(self.layers))
         area = result.summary.get("changed_area_m2")
         text = f"{polygons} change polygon(s)" + (f", {float(area):,.0f} m²" if area is not None else "")
+        text += labels_text(result.summary)
         where = self.output or self.params.out_dir
         QgsMessageLog.logMessage(f"Done: {text}; outputs in {where}", LOG_TAG, Qgis.MessageLevel.Success)
         self._message_bar_push("Change detection finished", text, None, False)
@@ -233,3 +234,15 @@ def deliver(outputs: dict[str, str], gpkg: str) -> dict[str, str]:
         Path(path).replace(destination)
         moved[name] = str(destination)
     return moved
+
+
+def labels_text(summary: dict[str, Any]) -> str:
+    """The labels of a run's ``done`` event in words ("; labels by X: a → b (3), c (1)"), or ""."""
+    labels = summary.get("labels")
+    if not isinstance(labels, dict):
+        return ""
+    top = ", ".join(f"{label} ({count})" for label, count in list(labels.items())[:3])
+    more = f", {len(labels) - 3} more" if len(labels) > 3 else ""
+    dropped = summary.get("dropped_by_prompts") or 0
+    kept = f"; {dropped} dropped by the prompts" if dropped else ""
+    return f"; labels by {summary.get('labelled_with')}: {top or 'none'}{more}{kept}"

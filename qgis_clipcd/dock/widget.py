@@ -26,6 +26,7 @@ from qgis.PyQt.QtWidgets import (
 
 from qgis_clipcd.detection.layer_export import ExportError
 from qgis_clipcd.detection.run_inputs import PreparedRun, prepare_run
+from qgis_clipcd.detection.task import labels_text
 from qgis_clipcd.dock.engine_panel import EnginePanel
 from qgis_clipcd.dock.fields import check_pair
 from qgis_clipcd.dock.form import InputsForm
@@ -201,7 +202,8 @@ class ClipCDDock(QgsDockWidget):  # type: ignore[misc]
         seconds = summary.get("seconds")
         count = summary.get("polygons")
         text = "Done." if count is None else f"Done: {count} change polygon(s)"
-        self._ended(text + (f" in {float(seconds):.0f} s." if seconds is not None else ""))
+        text += f" in {float(seconds):.0f} s" if seconds is not None else ""
+        self._ended(text + labels_text(summary) + ".")
 
     @pyqtSlot()  # type: ignore[misc, untyped-decorator]
     def _terminated(self) -> None:

@@ -128,6 +128,7 @@ def test_cli_info_prints_the_card(saved, capsys):
     assert cmd_info(argparse.Namespace(model_file=str(path))) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown.pop("range") == "range unknown" and shown.pop("input_bands") == "red 665 nm, green 560 nm, blue 490 nm"
+    assert shown.pop("prompts").startswith("the model conditions on prompts")  # a ChangeCLIP config: a text side
     assert shown == json.loads(card.to_json())
 
 

@@ -107,3 +107,19 @@ def test_unknown_tag_and_failed_download_say_what_to_do(monkeypatch):
     monkeypatch.setattr(open_clip, "download_pretrained", offline)  # other tags: open_clip downloads them
     with pytest.raises(ModelFileError, match=r"could not download.*clip add FILE --arch ARCH"):
         create_model("changeclip-vit-b16", pretrained="metaclip_400m")
+
+
+def test_a_clip_built_without_init_is_whole_once_loaded():
+    from backend.model.config import ClipSpec
+    from backend.model.weights import build_clip, load_clip_weights
+
+    torch.manual_seed(3)
+    source = open_clip.CLIP(**CFG["vit"]).eval()
+    bare = build_clip(ClipSpec(model="tiny", cfg=CFG["vit"]), init=False)
+    load_clip_weights(bare, source.state_dict(), "tiny")
+    tokens = open_clip.tokenize(["a satellite photo of a road."])
+    with torch.no_grad():
+        assert torch.equal(bare.eval().encode_text(tokens), source.encode_text(tokens))
+    weight = torch.empty(4, 4)
+    torch.nn.init.constant_(weight, 2.0)  # the init functions are back after the build
+    assert torch.all(weight == 2.0)

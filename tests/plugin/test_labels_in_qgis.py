@@ -64,6 +64,7 @@ def test_the_dock_and_processing_label_like_the_cli(
 
     dock = run_dock(qgis_iface, before, after, tmp_path / "dock.gpkg", threshold=0.01)
     assert labelled(tmp_path / "dock.gpkg") == expected
+    assert "; labels by tiny-clip: " in dock.status.text(), dock.status.text()
     project_layers = qgis_core.QgsProject.instance().mapLayers().values()
     (changes,) = [layer for layer in project_layers if isinstance(layer, qgis_core.QgsVectorLayer)]
     assert isinstance(changes.renderer(), qgis_core.QgsCategorizedSymbolRenderer)
