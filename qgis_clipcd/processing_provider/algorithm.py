@@ -126,7 +126,7 @@ class DetectChangeAlgorithm(QgsProcessingAlgorithm):  # type: ignore[misc]
             )
         )
         self.addParameter(
-            QgsProcessingParameterBoolean(self.AUTO_PROMPTS, _tr("Automatic prompts (ignore the prompts above)"), True)
+            QgsProcessingParameterBoolean(self.AUTO_PROMPTS, _tr("Automatic prompts (ignore the prompts above)"), False)
         )
         self.addParameter(
             _choice(

@@ -94,7 +94,7 @@ def test_qgis_process_keeps_what_the_prompts_ask_for(pair: tuple[Path, Path], tm
     for args in (
         ["plugins", "enable", "qgis_clipcd"],
         ["run", "clipcd:detect_change", "--", f"BEFORE={before}", f"AFTER={after}", "THRESHOLD=0.01", "DEVICE=cpu",
-         f"PROMPTS={prompt}", "AUTO_PROMPTS=false", "PROMPT_MATCH=appeared", f"OUTPUT_POLYGONS={kept_file}"],
+         f"PROMPTS={prompt}", "PROMPT_MATCH=appeared", f"OUTPUT_POLYGONS={kept_file}"],
     ):  # fmt: skip
         done = subprocess.run([qgis_process, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout + done.stderr

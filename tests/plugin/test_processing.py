@@ -49,6 +49,7 @@ def test_algorithm_declares_its_parameters(provider: object) -> None:
     ]
     device = algorithm.parameterDefinition("DEVICE")
     assert device.usesStaticStrings() and device.options() == ["auto", "cpu", "cuda"]
+    assert algorithm.parameterDefinition("AUTO_PROMPTS").defaultValue() is False  # typed prompts count
     match = algorithm.parameterDefinition("PROMPT_MATCH")
     assert match.usesStaticStrings() and match.options() == ["appeared", "disappeared", "either"]
     assert match.defaultValue() == "appeared"
