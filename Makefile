@@ -5,8 +5,9 @@ SHELL := /bin/bash
 SYSTEM_PYTHON := /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# A change of either requirements file re-runs the set-up.
-REQS_HASH := $(shell cat requirements.txt backend/requirements.txt | sha256sum | cut -c1-16)
+# A change of any requirements file re-runs the set-up.
+REQ_FILES := requirements.txt backend/requirements.txt training/requirements.txt tests/requirements.txt
+REQS_HASH := $(shell cat $(REQ_FILES) | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.setup-stamp-$(REQS_HASH)
 APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin xvfb python3-venv
 export QT_QPA_PLATFORM ?= offscreen
@@ -32,7 +33,7 @@ system-deps:
 	  exit 1; \
 	fi
 
-$(STAMP): requirements.txt backend/requirements.txt | system-deps
+$(STAMP): $(REQ_FILES) | system-deps
 	@test -x $(PY) || $(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	@rm -f $(VENV)/.setup-stamp-*

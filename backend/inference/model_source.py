@@ -1,8 +1,9 @@
 """Which model a run uses.
 
 A model file, else ``$CLIPCD_MODEL``, else the shipped model that fits the rasters' pixel size
-(:mod:`backend.inference.model_pick`: ``resources/models/clipcd-default.safetensors`` for aerial
-photos, ``clipcd-s2.safetensors`` for 10 m imagery), else — only where no model file is there —
+(:mod:`backend.inference.model_pick`: ``clipcd-default.safetensors`` for aerial photos,
+``clipcd-s2.safetensors`` for 10 m imagery, in ``resources/models`` or, installed, the package's
+``_shipped_models``), else — only where no model file is there —
 the small configuration with random weights, stated plainly in every log and report.
 """
 
@@ -22,7 +23,19 @@ from backend.raster.pixel_size import PixelSize, raster_pixel_size_m
 _log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_DIR = REPO_ROOT / "resources" / "models"
+
+
+def shipped_dir() -> Path:
+    """The shipped model files: a checkout's (or the plugin's) ``resources/models``, else the installed package's.
+
+    ``pip install clipcd`` puts them in ``backend/_shipped_models`` (pyproject.toml maps that data
+    package onto ``resources/models``).
+    """
+    checkout = REPO_ROOT / "resources" / "models"
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parents[1] / "_shipped_models"
+
+
+SHIPPED_DIR = shipped_dir()
 DEFAULT_MODEL_FILE = SHIPPED_DIR / "clipcd-default.safetensors"
 FALLBACK_CONFIG = "changeclip-small"
 RANDOM_WEIGHTS_NOTE = (
