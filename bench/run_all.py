@@ -12,6 +12,7 @@ BENCHMARKS = [
     ("bench.vectorize_bench", "vectorize.json"),
     ("bench.model_figures", "model_figures.json"),
     ("bench.labels_bench", "labels.json"),
+    ("bench.batch_bench", "batch.json"),
 ]
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
-from backend.commands.cli import parse_bands
+from backend.commands.options import parse_bands
 from backend.errors import InputError
 from backend.inference import model_source
 from backend.inference.pipeline import detect
