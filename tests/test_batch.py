@@ -148,3 +148,24 @@ def test_a_bad_pairs_file_is_refused_naming_the_line(tmp_path: Path, text: str, 
         read_pairs(path)
     result = batch(path, "--out", tmp_path / "out")
     assert result.returncode == 2 and "line" in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_sigterm_stops_cleanly_and_the_rerun_continues(tmp_path: Path) -> None:
+    rows = []
+    for index in range(3):
+        before, after = make_pair(tmp_path / "data", f"p{index}", 10 * index, size=384)
+        rows.append({"id": f"p{index}", "before": str(before), "after": str(after)})
+    pairs = write_pairs_csv(tmp_path / "pairs.csv", rows)
+    out = tmp_path / "out"
+    running = batch(pairs, "--out", out, wait=False)
+    deadline = time.monotonic() + 300
+    while not (out / "p0" / DONE_MARKER).is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    running.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+    _, stderr = running.communicate(timeout=120)  # type: ignore[union-attr]
+    assert running.returncode == 130, stderr  # type: ignore[union-attr]
+    done = [r["id"] for r in rows if (out / r["id"] / DONE_MARKER).is_file()]
+    assert [p.name for p in out.glob("*/.clipcd-*")] == [DONE_MARKER] * len(done)  # the pair in progress cleaned
+    assert set(summary(out)) == set(done)
+    again = batch(pairs, "--out", out)
+    assert again.returncode == 0 and f"{len(done)} already done and skipped" in again.stderr
