@@ -91,5 +91,8 @@ def test_clipcd_runs_from_another_folder_with_the_installed_models(installed: Pa
     detect = _run(installed, clipcd, "detect", "--before", pair[0], "--after", pair[1], "--out", "out", cwd=elsewhere)
     assert detect.returncode == 0, detect.stderr
     assert "model: clipcd-default.safetensors" in detect.stderr and (elsewhere / "out" / "changes.gpkg").is_file()
+    for command in (("doctor",), ("clip", "list"), ("info",), ("batch", "--help")):
+        ran = _run(installed, clipcd, *command, cwd=elsewhere)
+        assert ran.returncode == 0, f"clipcd {' '.join(command)}: {ran.stderr}"
     module = _run(installed, installed / "bin" / "python", "-m", "backend", "--version", cwd=elsewhere)
     assert module.returncode == 0 and module.stdout.startswith("clipcd "), module.stderr  # python -m backend too
