@@ -1,0 +1,98 @@
+"""SAM's image encoder: the segment-anything checkpoint layout, numerics against the reference, the loader."""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+
+from backend.errors import ModelFileError
+from backend.model.networks.sam import SAM_VIT_B, SamImageEncoder, SamViTConfig
+from backend.model.sam_weights import SAM_VIT_B_URL, load_sam_image_encoder
+
+TINY = SamViTConfig(
+    width=32, depth=4, heads=2, global_blocks=(1, 3), window=2, patch=16, image_size=64, out_channels=16
+)
+
+
+def reference(config: SamViTConfig) -> torch.nn.Module:
+    """segment-anything's own ImageEncoderViT with ``config``'s shape (the test's oracle, when installed)."""
+    modeling = pytest.importorskip("segment_anything.modeling", reason="segment-anything is not installed")
+    return modeling.ImageEncoderViT(
+        img_size=config.image_size, patch_size=config.patch, embed_dim=config.width, depth=config.depth,
+        num_heads=config.heads, mlp_ratio=config.mlp_ratio, out_chans=config.out_channels,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), use_rel_pos=True, window_size=config.window,
+        global_attn_indexes=config.global_blocks,
+    )  # fmt: skip
+
+
+def test_vit_b_has_the_published_checkpoint_layout() -> None:
+    with torch.device("meta"):
+        ours = {k: tuple(v.shape) for k, v in SamImageEncoder(SAM_VIT_B).state_dict().items()}
+    assert ours["patch_embed.proj.weight"] == (768, 3, 16, 16) and ours["pos_embed"] == (1, 64, 64, 768)
+    assert ours["blocks.0.attn.rel_pos_h"] == (27, 64) and ours["blocks.2.attn.rel_pos_h"] == (127, 64)
+    assert ours["blocks.11.mlp.lin1.weight"] == (3072, 768) and ours["neck.2.weight"] == (256, 256, 3, 3)
+    assert sum(1 for k in ours if k.endswith("rel_pos_w")) == 12
+    with torch.device("meta"):
+        theirs = {k: tuple(v.shape) for k, v in reference(SAM_VIT_B).state_dict().items()}
+    assert ours == theirs
+
+
+def test_the_encoder_computes_what_segment_anything_computes() -> None:
+    torch.manual_seed(0)
+    theirs = reference(TINY).eval()
+    for name, parameter in theirs.named_parameters():
+        if "rel_pos" in name:  # zero-initialised there: give the relative positions something to do
+            parameter.data.normal_(0, 0.5)
+    ours = SamImageEncoder(TINY).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    image = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(ours(image), theirs(image), atol=1e-5)
+
+
+def test_smaller_inputs_run_with_the_checkpoints_grids() -> None:
+    encoder = SamImageEncoder(TINY).eval()
+    with torch.no_grad():
+        features, tokens = encoder.forward_levels(torch.randn(1, 3, 48, 48))  # a 3 x 3 grid, windows padded
+    assert features.shape == (1, 16, 3, 3) and tokens.shape == (1, 32, 3, 3)
+    assert torch.isfinite(features).all()
+
+
+def _checkpoint(tmp_path: Path, encoder: SamImageEncoder, drop: str | None = None) -> Path:
+    state = {f"image_encoder.{k}": v for k, v in encoder.state_dict().items() if k != drop}
+    state["mask_decoder.iou_token.weight"] = torch.zeros(1, 4)  # the rest of SAM, ignored
+    path = tmp_path / "sam_vit_b_01ec64.pth"
+    torch.save(state, path)
+    return path
+
+
+def test_a_segment_anything_checkpoint_loads_strictly(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    source = SamImageEncoder(TINY).eval()
+    loaded = load_sam_image_encoder(_checkpoint(tmp_path, source), TINY)
+    image = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(image), source(image))
+    with pytest.raises(ModelFileError, match=r"1 missing \(e\.g\. \['neck\.3\.bias'\]\)"):
+        load_sam_image_encoder(_checkpoint(tmp_path, source, drop="neck.3.bias"), TINY)
+
+
+def test_a_missing_or_hostile_file_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    missing = tmp_path / "weights" / "sam_vit_b_01ec64.pth"
+    with pytest.raises(ModelFileError) as caught:
+        load_sam_image_encoder(missing)
+    assert str(missing) in str(caught.value) and SAM_VIT_B_URL in str(caught.value) and "curl -L" in str(caught.value)
+
+    class Hostile:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, ("touch HACKED",))
+
+    bad = tmp_path / "bad.pth"
+    torch.save({"image_encoder.pos_embed": Hostile()}, bad)
+    with pytest.raises(ModelFileError, match="not a tensors-only SAM checkpoint"):
+        load_sam_image_encoder(bad, TINY)
+    assert not Path("HACKED").exists()
