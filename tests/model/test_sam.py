@@ -36,7 +36,11 @@ def test_vit_b_has_the_published_checkpoint_layout() -> None:
     assert ours["blocks.0.attn.rel_pos_h"] == (27, 64) and ours["blocks.2.attn.rel_pos_h"] == (127, 64)
     assert ours["blocks.11.mlp.lin1.weight"] == (3072, 768) and ours["neck.2.weight"] == (256, 256, 3, 3)
     assert sum(1 for k in ours if k.endswith("rel_pos_w")) == 12
+
+
+def test_vit_b_matches_segment_anythings_layout_key_for_key() -> None:
     with torch.device("meta"):
+        ours = {k: tuple(v.shape) for k, v in SamImageEncoder(SAM_VIT_B).state_dict().items()}
         theirs = {k: tuple(v.shape) for k, v in reference(SAM_VIT_B).state_dict().items()}
     assert ours == theirs
 
