@@ -100,3 +100,30 @@ def test_a_missing_or_hostile_file_is_refused_with_the_way_out(tmp_path: Path) -
     with pytest.raises(ModelFileError, match="not a tensors-only SAM checkpoint"):
         load_sam_image_encoder(bad, TINY)
     assert not Path("HACKED").exists()
+
+
+def test_the_two_way_transformer_computes_what_segment_anything_computes() -> None:
+    from backend.model.networks.two_way import TwoWayTransformer
+
+    modeling = pytest.importorskip("segment_anything.modeling", reason="segment-anything is not installed")
+    torch.manual_seed(4)
+    theirs = modeling.TwoWayTransformer(depth=2, embedding_dim=32, num_heads=4, mlp_dim=64).eval()
+    ours = TwoWayTransformer(depth=2, width=32, heads=4, mlp_width=64).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)  # the same parameter names and shapes
+    image, image_pe, tokens = torch.randn(2, 32, 4, 4), torch.randn(2, 32, 4, 4), torch.randn(2, 5, 32)
+    with torch.no_grad():
+        for mine, reference_out in zip(ours(image, image_pe, tokens), theirs(image, image_pe, tokens), strict=True):
+            assert torch.allclose(mine, reference_out, atol=1e-5)
+
+
+def test_the_two_way_transformer_has_sams_decoder_layout() -> None:
+    from backend.model.networks.two_way import TwoWayTransformer
+
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in TwoWayTransformer().state_dict().items()}
+    assert shapes["layers.0.cross_attn_token_to_image.q_proj.weight"] == (128, 256)  # half width inside
+    assert shapes["layers.1.self_attn.q_proj.weight"] == (256, 256) and shapes["layers.1.mlp.lin1.weight"] == (
+        2048,
+        256,
+    )
+    assert shapes["final_attn_token_to_image.out_proj.weight"] == (256, 128) and "norm_final_attn.weight" in shapes
