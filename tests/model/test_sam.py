@@ -127,3 +127,48 @@ def test_the_two_way_transformer_has_sams_decoder_layout() -> None:
         256,
     )
     assert shapes["final_attn_token_to_image.out_proj.weight"] == (256, 128) and "norm_final_attn.weight" in shapes
+
+
+def test_the_mask_decoder_computes_what_segment_anything_computes() -> None:
+    from backend.model.networks.prompt_decoder import MaskDecoder, mask_downscaling
+    from backend.model.networks.two_way import TwoWayTransformer
+
+    modeling = pytest.importorskip("segment_anything.modeling", reason="segment-anything is not installed")
+    torch.manual_seed(5)
+    theirs = modeling.MaskDecoder(
+        transformer_dim=32,
+        transformer=modeling.TwoWayTransformer(depth=2, embedding_dim=32, num_heads=4, mlp_dim=64),
+    ).eval()
+    ours = MaskDecoder(32, TwoWayTransformer(depth=2, width=32, heads=4, mlp_width=64)).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    prompts = modeling.PromptEncoder(embed_dim=32, image_embedding_size=(4, 4), input_image_size=(64, 64),
+                                     mask_in_chans=16)  # fmt: skip
+    ours_down = mask_downscaling(32)
+    ours_down.load_state_dict(prompts.mask_downscaling.state_dict(), strict=True)
+    image, image_pe = torch.randn(1, 32, 4, 4), torch.randn(1, 32, 4, 4)
+    sparse, coarse = torch.randn(1, 3, 32), torch.randn(1, 1, 16, 16)
+    with torch.no_grad():
+        dense = ours_down(coarse)
+        assert torch.allclose(dense, prompts.mask_downscaling(coarse), atol=1e-6)
+        masks, iou = ours(image, image_pe, sparse, dense)
+        their_masks, their_iou = theirs(image, image_pe, sparse, dense, multimask_output=True)
+    assert torch.allclose(masks[:, 1:], their_masks, atol=1e-5) and torch.allclose(iou[:, 1:], their_iou, atol=1e-5)
+
+
+def test_the_prompt_change_decoder_refines_and_blends() -> None:
+    from backend.model.networks.prompt_decoder import PromptChangeDecoder
+
+    torch.manual_seed(6)
+    decoder = PromptChangeDecoder(width=32, text_width=12, passes=3, alpha=0.5)
+    image, image_pe = torch.randn(2, 32, 4, 4), torch.randn(1, 32, 4, 4)
+    coarse, text = torch.randn(2, 1, 16, 16), torch.randn(2, 2, 12)
+    decoder.eval()
+    with torch.no_grad():
+        out = decoder(image, image_pe, coarse, text)
+        decoder.alpha = 0.0
+        assert torch.equal(decoder(image, image_pe, coarse, text), coarse)  # alpha 0: the coarse map itself
+    assert out.shape == (2, 1, 16, 16) and torch.isfinite(out).all() and not torch.equal(out, coarse)
+    decoder.train()
+    out = decoder(image, image_pe, coarse, text)
+    out.sum().backward()
+    assert decoder.text_proj.weight.grad is not None and decoder.mask_downscaling[0].weight.grad is not None
