@@ -151,11 +151,16 @@ def _from_record(folder: Path, name: str, record: dict[str, object]) -> ClipWeig
             origin=str(record["origin"]),
             size=int(str(record["size"])),
             mtime_ns=int(str(record["mtime_ns"])),
-            arch_cfg=record["arch_cfg"] if isinstance(record.get("arch_cfg"), dict) else None,  # type: ignore[arg-type]
+            arch_cfg=_config(record.get("arch_cfg")),
         )
     except (KeyError, ValueError):
         _log.warning("ignoring the record %r in %s: a field is missing", name, folder / REGISTRY_FILE)
         return None
+
+
+def _config(value: object) -> dict[str, Any] | None:
+    """A recorded inline open_clip config (a JSON object), or None."""
+    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else None
 
 
 def installed() -> dict[str, ClipWeights]:
