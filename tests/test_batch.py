@@ -90,19 +90,26 @@ def test_two_pairs_done_one_failed_exit_3(tmp_path: Path) -> None:
         assert int(rows[pair_id]["polygons"]) == json.loads((out / pair_id / DONE_MARKER).read_text())["polygons"]
 
 
-def test_a_killed_batch_resumes_where_it_stopped(tmp_path: Path) -> None:
+def running_batch(tmp_path: Path, count: int) -> tuple[list[dict[str, str]], Path, Path, subprocess.Popen[str]]:
+    """``count`` 384² pairs in a PAIRS file, and a batch over them running until its first pair is done."""
     rows = []
-    for index in range(4):
+    for index in range(count):
         before, after = make_pair(tmp_path / "data", f"p{index}", 10 * index, size=384)
         rows.append({"id": f"p{index}", "before": str(before), "after": str(after)})
     pairs = write_pairs_csv(tmp_path / "pairs.csv", rows)
     out = tmp_path / "out"
     running = batch(pairs, "--out", out, wait=False)
+    assert isinstance(running, subprocess.Popen)
     deadline = time.monotonic() + 300
     while not (out / "p0" / DONE_MARKER).is_file() and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.kill(running.pid, signal.SIGKILL)  # type: ignore[union-attr]
-    running.wait()  # type: ignore[union-attr]
+    return rows, pairs, out, running
+
+
+def test_a_killed_batch_resumes_where_it_stopped(tmp_path: Path) -> None:
+    rows, pairs, out, running = running_batch(tmp_path, 4)
+    os.kill(running.pid, signal.SIGKILL)
+    running.wait()
     finished = {r["id"] for r in rows if (out / r["id"] / DONE_MARKER).is_file()}
     assert "p0" in finished and len(finished) < 4
     again = batch(pairs, "--out", out)
@@ -151,19 +158,10 @@ def test_a_bad_pairs_file_is_refused_naming_the_line(tmp_path: Path, text: str, 
 
 
 def test_sigterm_stops_cleanly_and_the_rerun_continues(tmp_path: Path) -> None:
-    rows = []
-    for index in range(3):
-        before, after = make_pair(tmp_path / "data", f"p{index}", 10 * index, size=384)
-        rows.append({"id": f"p{index}", "before": str(before), "after": str(after)})
-    pairs = write_pairs_csv(tmp_path / "pairs.csv", rows)
-    out = tmp_path / "out"
-    running = batch(pairs, "--out", out, wait=False)
-    deadline = time.monotonic() + 300
-    while not (out / "p0" / DONE_MARKER).is_file() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    running.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-    _, stderr = running.communicate(timeout=120)  # type: ignore[union-attr]
-    assert running.returncode == 130, stderr  # type: ignore[union-attr]
+    rows, pairs, out, running = running_batch(tmp_path, 3)
+    running.send_signal(signal.SIGTERM)
+    _, stderr = running.communicate(timeout=120)
+    assert running.returncode == 130, stderr
     done = [r["id"] for r in rows if (out / r["id"] / DONE_MARKER).is_file()]
     assert [p.name for p in out.glob("*/.clipcd-*")] == [DONE_MARKER] * len(done)  # the pair in progress cleaned
     assert set(summary(out)) == set(done)
