@@ -24,10 +24,18 @@ from backend.raster.io import RasterPair
 CONTEXT = 0.25
 #: The smallest crop side in pixels: tiny polygons still show their surroundings.
 MIN_SIDE = 24
+#: The largest crop side read, in pixels: a huge polygon is seen through its central part (CLIP looks at
+#: 224 px anyway), so one field-sized change cannot make a run read gigabytes.
+MAX_SIDE = 2048
 
 
 def square_windows(
-    bounds: np.ndarray, transform: Affine, *, context: float = CONTEXT, min_side: int = MIN_SIDE
+    bounds: np.ndarray,
+    transform: Affine,
+    *,
+    context: float = CONTEXT,
+    min_side: int = MIN_SIDE,
+    max_side: int = MAX_SIDE,
 ) -> list[Window]:
     """One square whole-pixel window per ``(xmin, ymin, xmax, ymax)`` row of ``bounds`` (CRS units).
 
@@ -39,7 +47,7 @@ def square_windows(
         corners = [inverse * (x, y) for x in (xmin, xmax) for y in (ymin, ymax)]
         cols, rows = [c for c, _ in corners], [r for _, r in corners]
         width, height = max(cols) - min(cols), max(rows) - min(rows)
-        side = max(min_side, math.ceil(max(width, height) * (1 + 2 * context)))
+        side = min(max_side, max(min_side, math.ceil(max(width, height) * (1 + 2 * context))))
         col_centre, row_centre = (min(cols) + max(cols)) / 2, (min(rows) + max(rows)) / 2
         windows.append(Window(round(col_centre - side / 2), round(row_centre - side / 2), side, side))
     return windows

@@ -98,3 +98,17 @@ def test_prompts_for_a_model_without_text_need_clip_weights(tmp_path: Path) -> N
     result = detect(DetectParams(before=before, after=after, out_dir=out), loaded=loaded)  # no prompts: runs
     assert result.labels is None and result.polygons == 3
     assert "label" not in pyogrio.read_info(out / "changes.gpkg")["fields"]
+
+
+def test_crop_windows_are_padded_squares_within_bounds() -> None:
+    from affine import Affine
+
+    from backend.labels.crops import MAX_SIDE, MIN_SIDE, square_windows
+
+    transform = Affine(10.0, 0.0, 0.0, 0.0, -10.0, 1000.0)  # 10 m pixels, origin (0, 1000)
+    bounds = np.array([[100.0, 500.0, 300.0, 600.0], [0.0, 990.0, 10.0, 1000.0], [0.0, -1e6, 1e6, 1000.0]])
+    wide, tiny, huge = square_windows(bounds, transform)
+    assert (wide.width, wide.height) == (30, 30)  # 20 px wide box, a quarter of it on each side, square
+    assert (wide.col_off + wide.width / 2, wide.row_off + wide.height / 2) == (20, 45)  # centred on the box
+    assert tiny.width == tiny.height == MIN_SIDE
+    assert huge.width == huge.height == MAX_SIDE
