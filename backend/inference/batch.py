@@ -215,7 +215,7 @@ class Batch:
         if path not in self._models:
             self._models[path] = model_source.resolve(path, device)
         loaded = self._models[path]
-        accepts = bool((getattr(loaded.card, "config", None) or {}).get("accepts_prompts", True))
+        accepts = model_source.accepts_prompts(loaded.card)
         key = (params.labels, params.clip, params.prompts, accepts, str(device))
         if key not in self._labellers:
             self._labellers[key] = plan_labels(params, accepts, device)

@@ -78,6 +78,11 @@ def raster_pixel_size(path: Path) -> PixelSize | None:
     return (size[0], size[1]) if size is not None else None
 
 
+def accepts_prompts(card: object) -> bool:
+    """Whether the model of ``card`` conditions on prompts (its config's ``accepts_prompts``; True without a card)."""
+    return bool((getattr(card, "config", None) or {}).get("accepts_prompts", True))
+
+
 def peek_card(path: Path | None) -> ModelCard | None:
     """The card of ``path`` (else of the default model file) read without its tensors; None without a file."""
     chosen = path or default_model_file()

@@ -100,8 +100,8 @@ def detect(
     device = select_device(params.device)
     model_path = params.model if loaded is not None else model_source.choose(params.model, params.before)
     known = loaded.card if loaded is not None else model_source.peek_card(model_path)
-    accepts_prompts = bool((getattr(known, "config", None) or {}).get("accepts_prompts", True))
-    labeller = labeller or plan_labels(params, accepts_prompts, device)  # refuses before any work
+    text_side = model_source.accepts_prompts(known)
+    labeller = labeller or plan_labels(params, text_side, device)  # refuses before any work
     with (
         rasterio.Env(GDAL_CACHEMAX=io.block_cache_bytes([params.before, params.after], params.tile or 256)),
         io.RasterPair(
@@ -140,7 +140,7 @@ def detect(
         staging, created = _make_staging(params.out_dir)
         try:
             progress(0.0, f"{len(tiles)} tiles on {device}")
-            prompts = params.prompts if accepts_prompts else ()  # otherwise they act through the labels
+            prompts = params.prompts if text_side else ()  # otherwise they act through the labels
             predictor = Predictor(loaded.model, card.mean, card.std, device, params.batch_size, prompts, tta=tta)
             with (
                 probability_writer(staging / "probability.tif", grid, params.probability_dtype) as prob_out,
